@@ -1,0 +1,81 @@
+// Public C++ API of the production CUDA SGMM kernels for the absorbed-MLA
+// kv_b_proj LoRA correction (../../../../SPEC: shared/SPEC.md).
+//
+// Framework-free: device pointers + the project's ProblemShape (dims, dtype,
+// strides, capacities), a stream and a caller-owned workspace. Every entry
+// point validates on the host and returns a Status; it never launches on bad
+// arguments. Kernels never read or write out of bounds even when the
+// device-side index data is garbage (see check_index_data for diagnosing it).
+//
+// Rounding model (what reference/error_bound must be told): accumulation in
+// fp32; the rank-r intermediate is rounded to the activation dtype (bf16/f16:
+// it feeds a tensor-core MMA; f32: stays f32) in both the split and the fused
+// path; the scaled delta is added to the output in fp32 and rounded once to
+// the output dtype.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mlalora/problem.hpp"
+#include "mlalora/status.hpp"
+
+namespace mlalora::optimized {
+
+// Device pointers of one call. Element pointers point to storage of
+// shape.dtype (2 bytes for bf16/f16, 4 for f32) laid out with shape.layout.
+struct DeviceArgs {
+  const void* q_nope = nullptr;
+  void* q_nope_out = nullptr;
+  const void* attn_latent = nullptr;
+  void* attn_bmm_out = nullptr;
+  const void* A = nullptr;
+  const void* B = nullptr;
+  const int32_t* lora_ranks = nullptr;      // L
+  const float* scalings = nullptr;          // L
+  const int32_t* seg_indptr = nullptr;      // segment_capacity + 1
+  const int32_t* weight_indices = nullptr;  // segment_capacity
+  const int32_t* permutation = nullptr;     // S entries iff shape.has_permutation
+  // CUDA-graph mode: when non-null the live segment count is read from this
+  // device int32 at run time (clamped to [0, segment_capacity]) and
+  // num_segments_host is ignored; launch geometry then depends only on
+  // shape (capacity, max_segment_len, S), so a captured launch replays
+  // correctly for any live count up to capacity.
+  const int32_t* num_segments_device = nullptr;
+  int64_t num_segments_host = 0;
+};
+
+enum class Path : int {
+  split = 0,  // step_a_* then step_b_* through a workspace intermediate
+  fused = 1,  // one kernel per side, intermediate kept on chip
+};
+const char* path_name(Path p);
+
+// Workspace bytes a call needs (0 allowed). Depends only on the shape.
+size_t workspace_size(const ProblemShape& shape, Path path, Side side);
+
+// out += s * (routing of SPEC) for one side. Host validation first: shape
+// (validate_shape), pointer non-null-ness and alignment, inner strides, dtype;
+// a refused call returns invalid_argument / not_supported naming the argument.
+Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
+                       size_t workspace_bytes, cudaStream_t stream);
+
+// The four split-path steps, exposed for testing and benchmarking. The
+// intermediate has shape (S, H, r_max), contiguous, in the activation dtype.
+Status step_a_q(const ProblemShape&, const DeviceArgs&, void* intermediate, cudaStream_t);
+Status step_b_q(const ProblemShape&, const DeviceArgs&, const void* intermediate, cudaStream_t);
+Status step_a_v(const ProblemShape&, const DeviceArgs&, void* intermediate, cudaStream_t);
+Status step_b_v(const ProblemShape&, const DeviceArgs&, const void* intermediate, cudaStream_t);
+
+// Device-side index-data check (synchronous on `stream`): seg_indptr[0]==0,
+// monotone, <= S, segment lengths <= max_segment_len; weight_indices in
+// [0,L); lora_ranks in [0,r_max]; permutation entries in [0,S) and distinct
+// on covered rows; live count within capacity. On the first violation
+// returns invalid_argument naming the array and index, e.g.
+// "weight_indices[7] = 12 must be in [0, L=4)".
+size_t check_index_data_workspace_size(const ProblemShape& shape);
+Status check_index_data(const ProblemShape& shape, const DeviceArgs& args, void* workspace, size_t workspace_bytes,
+                        cudaStream_t stream);
+
+}  // namespace mlalora::optimized
