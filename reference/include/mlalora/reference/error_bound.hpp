@@ -31,6 +31,11 @@ struct RoundingModel {
   // including the fp32 add that precedes it.
   double u_output = 0.0;
   bool materializes = false;  // chain order: dW first (naive) vs x@B first (factored)
+  // Absolute error of a rounding that lands in the subnormal range: half the
+  // smallest subnormal of the intermediate / output dtype (f16: 2^-25). Relative
+  // bounds alone do not hold there, and near-zero rows are a case SPEC names.
+  double eta_intermediate = 0.0;
+  double eta_output = 0.0;
   std::string describe() const;
 
   // Named models used by the project's implementations.
@@ -42,5 +47,26 @@ struct RoundingModel {
 
 // Coefficient c of the bound for a side (see header comment).
 double chain_coefficient(const RoundingModel& m, const Dims& d, int32_t rank, Side side);
+
+// The per-(slot, side) constants of the bound; element_bound combines them
+// with the element's data-dependent scales.
+struct BoundTerms {
+  double c = 0;          // relative coefficient on P
+  double u_out = 0;      // output rounding (relative)
+  double eta_mid = 0;    // absolute rounding floor of the intermediate
+  double eta_out = 0;    // absolute rounding floor of the output
+};
+BoundTerms bound_terms(const RoundingModel& m, const Dims& d, int32_t rank, Side side);
+
+// Bound on |delta_hat - delta| for one element.
+//  P           : |s| * (float64 product of absolute values), from abs_product()
+//  out_exact   : base + delta, the exact output value
+//  eta_scale   : how an absolute error of 1 in each rounded intermediate
+//                element reaches this output: factored, |s| * sum_k |W2[k, n]|
+//                (W2 = A[:r] for q, B_vc[h] for v); materialising, sum_k |x_k|.
+inline double element_bound(const BoundTerms& b, double P, double out_exact, double eta_scale) {
+  return (1.0 + b.u_out) * (b.c * P + b.eta_mid * eta_scale) + b.u_out * (out_exact < 0 ? -out_exact : out_exact) +
+         b.eta_out;
+}
 
 }  // namespace mlalora::reference

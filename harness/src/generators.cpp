@@ -1,0 +1,220 @@
+#include "mlalora/harness/generators.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+namespace mlalora::harness {
+
+GenConfig GenConfig::gpu_default() {
+  GenConfig c;
+  c.head_dims = {1, 3, 8, 16, 17, 32, 64, 72, 128, 130};
+  c.latent_dims = {1, 5, 16, 31, 64, 130, 256};
+  c.head_counts = {1, 2, 3, 5, 8};
+  c.max_tokens = 70;
+  c.max_rank = 40;
+  c.max_segments = 8;
+  c.allow_inner_stride = false;
+  return c;
+}
+
+GenConfig GenConfig::model_scale() {
+  GenConfig c;
+  c.head_dims = {128};
+  c.latent_dims = {512};
+  c.head_counts = {1, 8, 16};
+  c.max_tokens = 96;
+  c.max_rank = 64;
+  c.max_segments = 8;
+  c.allow_inner_stride = false;
+  return c;
+}
+
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  const Problem& p = c.problem;
+  os << p.summary() << " data_seed=" << c.data_seed << (c.nonfinite ? " nonfinite" : "") << " seg_indptr=[";
+  for (int64_t g = 0; g <= p.num_segments; ++g) os << (g ? "," : "") << p.seg_indptr[g];
+  os << "] weight_indices=[";
+  for (int64_t g = 0; g < p.num_segments; ++g) os << (g ? "," : "") << p.weight_indices[g];
+  os << "]";
+  return os;
+}
+
+namespace {
+
+// Strides for a (d0,d1,d2) tensor: contiguous, or padded at each level.
+Strides3 make_strides(const Shape3& s, int64_t inner, int64_t pad1, int64_t pad0) {
+  Strides3 st;
+  st.s2 = inner;
+  st.s1 = s[2] * inner + pad1;
+  st.s0 = s[1] * st.s1 + pad0;
+  return st;
+}
+
+}  // namespace
+
+rc::Gen<Case> gen_case(const GenConfig& cfg) {
+  using namespace rc;
+  // Stage 1: the dims. Stage 2 (mapcat): everything whose range depends on them.
+  auto gen_dims = gen::exec([cfg] {
+    Dims d;
+    d.S = *gen::inRange<int64_t>(0, cfg.max_tokens + 1);
+    d.H = *gen::elementOf(cfg.head_counts);
+    d.D_qk = *gen::elementOf(cfg.head_dims);
+    d.D_v = *gen::elementOf(cfg.head_dims);
+    d.R_kv = *gen::elementOf(cfg.latent_dims);
+    d.L = *gen::inRange<int64_t>(1, cfg.max_slots + 1);
+    d.r_max = *gen::inRange<int64_t>(1, cfg.max_rank + 1);
+    return d;
+  });
+  return gen::mapcat(gen_dims, [cfg](const Dims& d) {
+    return gen::exec([cfg, d] {
+      Case c;
+      Problem& p = c.problem;
+      p.shape.dims = d;
+      p.shape.dtype = *gen::elementOf(cfg.dtypes);
+      // Slots: ranks include 0 and r_max above every rank (mixed ranks).
+      p.lora_ranks.resize(d.L);
+      p.scalings.resize(d.L);
+      for (int64_t l = 0; l < d.L; ++l) {
+        p.lora_ranks[l] = *gen::weightedOneOf<int32_t>(
+            {{1, gen::just<int32_t>(0)}, {6, gen::inRange<int32_t>(1, static_cast<int32_t>(d.r_max) + 1)}});
+        p.scalings[l] = *gen::elementOf(std::vector<float>{1.0f, 0.5f, 2.0f, -1.5f, 0.125f, 3.0f});
+      }
+      // Segments: lengths include 0; together they cover a prefix of the
+      // logical rows, the rest stays uncovered.
+      int64_t nseg = *gen::inRange<int64_t>(0, cfg.max_segments + 1);
+      std::vector<int32_t> indptr{0};
+      int64_t used = 0, max_len = 0;
+      for (int64_t g = 0; g < nseg; ++g) {
+        int64_t room = d.S - used;
+        int64_t len = *gen::weightedOneOf<int64_t>({{1, gen::just<int64_t>(0)},
+                                                    {1, gen::just<int64_t>(int64_t{std::min<int64_t>(1, room)})},
+                                                    {1, gen::just<int64_t>(int64_t{room})},  // all the rest in one
+                                                    {4, gen::inRange<int64_t>(0, room + 1)}});
+        used += len;
+        max_len = std::max(max_len, len);
+        indptr.push_back(static_cast<int32_t>(used));
+      }
+      std::vector<int32_t> widx;
+      for (int64_t g = 0; g < nseg; ++g) widx.push_back(*gen::inRange<int32_t>(0, static_cast<int32_t>(d.L)));
+      // Spare capacity (CUDA-graph style): garbage past the live count must be ignored.
+      int64_t spare = cfg.allow_spare_capacity ? *gen::inRange<int64_t>(0, 3) : 0;
+      for (int64_t k = 0; k < spare; ++k) {
+        indptr.push_back(static_cast<int32_t>(d.S + 1000 + k));
+        widx.push_back(static_cast<int32_t>(d.L + 7 + k));
+      }
+      p.seg_indptr = indptr;
+      p.weight_indices = widx;
+      p.num_segments = nseg;
+      p.shape.segment_capacity = nseg + spare;
+      bool tight = *gen::arbitrary<bool>();
+      p.shape.max_segment_len = tight ? max_len : d.S;
+      // Permutation: logical row -> physical token row.
+      p.shape.has_permutation = cfg.allow_permutation && d.S > 0 && *gen::arbitrary<bool>();
+      if (p.shape.has_permutation) {
+        std::vector<int32_t> perm(d.S);
+        std::iota(perm.begin(), perm.end(), 0);
+        uint64_t perm_seed = *gen::arbitrary<uint64_t>();
+        std::mt19937_64 rng(perm_seed);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        p.permutation = perm;
+      }
+      // Layout: contiguous, or padded outer strides (views into bigger tensors).
+      p.shape.layout = Layout::contiguous(d);
+      if (cfg.allow_strides && *gen::arbitrary<bool>()) {
+        for (TensorId id : kAllTensors) {
+          if (!*gen::arbitrary<bool>()) continue;
+          Shape3 s = tensor_shape(d, id);
+          int64_t inner = cfg.allow_inner_stride ? *gen::elementOf(std::vector<int64_t>{1, 1, 2}) : 1;
+          int64_t pad1 = *gen::elementOf(std::vector<int64_t>{0, 1, 8, 64});
+          int64_t pad0 = *gen::elementOf(std::vector<int64_t>{0, 3, 8});
+          p.shape.layout.of(id) = make_strides(s, inner, pad1, pad0);
+        }
+      }
+      c.data_seed = *gen::arbitrary<uint64_t>();
+      c.nonfinite = cfg.inject_nonfinite && *gen::weightedOneOf<bool>({{1, gen::just(true)}, {3, gen::just(false)}});
+      return c;
+    });
+  });
+}
+
+Case sample_case(const GenConfig& cfg, uint64_t seed, int size) {
+  return gen_case(cfg)(rc::Random(seed), size).value();
+}
+
+ProblemTensors make_tensors(const Case& c) {
+  const Problem& p = c.problem;
+  const Dims& d = p.dims();
+  const DType dt = p.shape.dtype;
+  float gap;
+  std::memcpy(&gap, &kGapSentinelBits, 4);
+  ProblemTensors t = allocate_tensors(p.shape, gap);
+  std::mt19937_64 rng(c.data_seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_int_distribution<int> exponent(-5, 5);
+  auto fill_rows = [&](HostTensor& h, bool nonzero) {
+    for (int64_t i = 0; i < h.shape[0]; ++i) {
+      for (int64_t j = 0; j < h.shape[1]; ++j) {
+        float scale = std::ldexp(1.f, exponent(rng));  // per (token, head) row magnitude
+        for (int64_t k = 0; k < h.shape[2]; ++k) {
+          float v = round_to(dt, normal(rng) * scale);
+          if (nonzero && v == 0.f) v = round_to(dt, scale);
+          h.at(i, j, k) = v;
+        }
+      }
+    }
+  };
+  auto fill_weights = [&](HostTensor& h) {
+    for (int64_t i = 0; i < h.shape[0]; ++i)
+      for (int64_t j = 0; j < h.shape[1]; ++j)
+        for (int64_t k = 0; k < h.shape[2]; ++k) h.at(i, j, k) = round_to(dt, normal(rng) * 0.25f);
+  };
+  fill_rows(t.q_nope, false);
+  fill_rows(t.attn_latent, false);
+  fill_rows(t.q_nope_out, true);
+  fill_rows(t.attn_bmm_out, true);
+  fill_weights(t.A);
+  fill_weights(t.B);
+  if (c.nonfinite) {
+    // One NaN or Inf in an input activation or a weight; it must propagate to
+    // the rows it touches and nowhere else.
+    std::uniform_int_distribution<int> which(0, 3);
+    const float bad = which(rng) % 2 ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    HostTensor* targets[] = {&t.q_nope, &t.attn_latent, &t.A, &t.B};
+    HostTensor& h = *targets[which(rng)];
+    if (h.numel() > 0) {
+      std::uniform_int_distribution<int64_t> i0(0, h.shape[0] - 1), i1(0, h.shape[1] - 1), i2(0, h.shape[2] - 1);
+      int64_t a = i0(rng), b = i1(rng), e = i2(rng);
+      h.at(a, b, e) = bad;
+    }
+  }
+  (void)d;
+  return t;
+}
+
+Problem make_problem(const Dims& d, DType dtype, std::vector<int32_t> ranks, std::vector<float> scalings,
+                     std::vector<int32_t> seg_indptr, std::vector<int32_t> weight_indices,
+                     std::vector<int32_t> permutation) {
+  Problem p;
+  p.shape.dims = d;
+  p.shape.dtype = dtype;
+  p.shape.layout = Layout::contiguous(d);
+  p.lora_ranks = std::move(ranks);
+  p.scalings = std::move(scalings);
+  p.num_segments = static_cast<int64_t>(weight_indices.size());
+  p.shape.segment_capacity = p.num_segments;
+  p.seg_indptr = std::move(seg_indptr);
+  p.weight_indices = std::move(weight_indices);
+  int64_t max_len = 0;
+  for (int64_t g = 0; g + 1 < static_cast<int64_t>(p.seg_indptr.size()); ++g)
+    max_len = std::max<int64_t>(max_len, p.seg_indptr[g + 1] - p.seg_indptr[g]);
+  p.shape.max_segment_len = std::min<int64_t>(std::max<int64_t>(max_len, 0), d.S);
+  p.shape.has_permutation = !permutation.empty();
+  p.permutation = std::move(permutation);
+  return p;
+}
+
+}  // namespace mlalora::harness
