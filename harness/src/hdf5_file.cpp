@@ -115,21 +115,29 @@ H5ObjectKind object_kind(hid_t file, const std::string& path) {
   std::string prefix;
   for (const std::string& part : split_path(path)) {
     prefix += "/" + part;
-    if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) {
+    htri_t ex = H5Lexists(file, prefix.c_str(), H5P_DEFAULT);
+    if (ex < 0) return H5ObjectKind::unreadable;  // error stack kept for the caller's message
+    if (ex == 0) {
       H5Eclear2(H5E_DEFAULT);
       return H5ObjectKind::missing;
     }
   }
   Handle o = object(H5Oopen(file, path.c_str(), H5P_DEFAULT));
-  if (!o.valid()) {
-    H5Eclear2(H5E_DEFAULT);
-    return H5ObjectKind::missing;
-  }
+  if (!o.valid()) return H5ObjectKind::unreadable;
   switch (H5Iget_type(o.get())) {
     case H5I_GROUP: return H5ObjectKind::group;
     case H5I_DATASET: return H5ObjectKind::dataset;
     default: return H5ObjectKind::other;
   }
+}
+
+// A Status for kinds that make an object unusable (missing / unreadable),
+// else Ok. `what` names what was expected ("dataset", "group", "object").
+Status kind_status(H5ObjectKind k, const std::string& prefix, const char* what) {
+  if (k == H5ObjectKind::missing) return Status::Invalid(prefix + std::string(what) + " not found");
+  if (k == H5ObjectKind::unreadable)
+    return Status::IoError(prefix + "cannot decode the " + std::string(what) + " (corrupt file)" + hdf5_detail());
+  return Status::Ok();
 }
 
 std::string describe_type(hid_t t) {
@@ -361,12 +369,14 @@ Status H5Writer::create_group(const std::string& group_path) {
     return Status::Invalid("HDF5 write " + path_ + ": group path '" + group_path + "' must be absolute");
   H5ObjectKind k = object_kind(file_, group_path);
   if (k == H5ObjectKind::group) return Status::Ok();
+  if (k == H5ObjectKind::unreadable) return fail(group_path, "cannot decode object");
   if (k != H5ObjectKind::missing) return fail(group_path, "exists and is not a group");
   std::string prefix;
   for (const std::string& part : split_path(group_path)) {
     prefix += "/" + part;
     H5ObjectKind pk = object_kind(file_, prefix);
     if (pk == H5ObjectKind::group) continue;
+    if (pk == H5ObjectKind::unreadable) return fail(prefix, "cannot decode object");
     if (pk != H5ObjectKind::missing) return fail(prefix, "exists and is not a group");
     Handle g = group(H5Gcreate2(file_, prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     if (!g.valid()) return fail(prefix, "cannot create group");
@@ -385,7 +395,9 @@ Status write_scalar_attr(hid_t file, const std::string& fpath, const std::string
   };
   if (file < 0) return err("file is not open");
   if (name.empty()) return Status::Invalid("HDF5 write " + fpath + ":" + obj_path + ": empty attribute name");
-  if (object_kind(file, obj_path) == H5ObjectKind::missing) return err("object does not exist");
+  H5ObjectKind k = object_kind(file, obj_path);
+  if (k == H5ObjectKind::missing) return err("object does not exist");
+  if (k == H5ObjectKind::unreadable) return err("cannot decode object");
   Handle o = object(H5Oopen(file, obj_path.c_str(), H5P_DEFAULT));
   if (!o.valid()) return err("cannot open object");
   htri_t ex = H5Aexists(o.get(), name.c_str());
@@ -568,7 +580,8 @@ Status H5Reader::open(const std::string& path) {
 H5ObjectKind H5Reader::kind(const std::string& obj_path) const { return object_kind(file_, obj_path); }
 
 bool H5Reader::has_attr(const std::string& obj_path, const std::string& name) const {
-  if (kind(obj_path) == H5ObjectKind::missing) return false;
+  H5ObjectKind k = kind(obj_path);
+  if (k == H5ObjectKind::missing || k == H5ObjectKind::unreadable) return false;
   htri_t r = H5Aexists_by_name(file_, obj_path.c_str(), name.c_str(), H5P_DEFAULT);
   H5Eclear2(H5E_DEFAULT);
   return r > 0;
@@ -578,7 +591,8 @@ Status H5Reader::list_members(const std::string& group_path, std::vector<std::st
   names->clear();
   if (file_ < 0) return fail(StatusCode::io_error, group_path, "file is not open");
   H5ObjectKind k = kind(group_path);
-  if (k == H5ObjectKind::missing) return fail(StatusCode::invalid_argument, group_path, "group not found");
+  Status ks = kind_status(k, "HDF5 read " + path_ + ":" + group_path + ": ", "group");
+  if (!ks.ok()) return ks;
   if (k != H5ObjectKind::group) return fail(StatusCode::invalid_argument, group_path, "is not a group");
   Handle g = group(H5Gopen2(file_, group_path.c_str(), H5P_DEFAULT));
   if (!g.valid()) return fail(StatusCode::io_error, group_path, "cannot open group");
@@ -608,7 +622,8 @@ herr_t collect_attr(hid_t, const char* name, const H5A_info_t*, void* data) {
 Status H5Reader::list_attrs(const std::string& obj_path, std::vector<std::string>* names) const {
   names->clear();
   if (file_ < 0) return fail(StatusCode::io_error, obj_path, "file is not open");
-  if (kind(obj_path) == H5ObjectKind::missing) return fail(StatusCode::invalid_argument, obj_path, "object not found");
+  Status ks = kind_status(kind(obj_path), "HDF5 read " + path_ + ":" + obj_path + ": ", "object");
+  if (!ks.ok()) return ks;
   Handle o = object(H5Oopen(file_, obj_path.c_str(), H5P_DEFAULT));
   if (!o.valid()) return fail(StatusCode::io_error, obj_path, "cannot open object");
   hsize_t idx = 0;
@@ -627,7 +642,9 @@ Status open_scalar_attr(hid_t file, const std::string& fpath, const std::string&
     return Status{c, "HDF5 read " + fpath + ":" + obj_path + " attribute '" + name + "': " + what + hdf5_detail()};
   };
   if (file < 0) return err(StatusCode::io_error, "file is not open");
-  if (object_kind(file, obj_path) == H5ObjectKind::missing) return err(StatusCode::invalid_argument, "object not found");
+  Status ks = kind_status(object_kind(file, obj_path),
+                          "HDF5 read " + fpath + ":" + obj_path + " attribute '" + name + "': ", "object");
+  if (!ks.ok()) return ks;
   htri_t ex = H5Aexists_by_name(file, obj_path.c_str(), name.c_str(), H5P_DEFAULT);
   if (ex < 0) return err(StatusCode::io_error, "cannot look up attribute");
   if (ex == 0) return err(StatusCode::invalid_argument, "missing (expected " + std::string(want_name) + ")");
@@ -711,7 +728,8 @@ Status H5Reader::open_dataset_checked(const std::string& path, int64_t* dset_out
                                       int64_t* nelems) const {
   if (file_ < 0) return fail(StatusCode::io_error, path, "file is not open");
   H5ObjectKind k = kind(path);
-  if (k == H5ObjectKind::missing) return fail(StatusCode::invalid_argument, path, "dataset not found");
+  Status ks = kind_status(k, "HDF5 read " + path_ + ":" + path + ": ", "dataset");
+  if (!ks.ok()) return ks;
   if (k != H5ObjectKind::dataset) return fail(StatusCode::invalid_argument, path, "is not a dataset");
   hid_t d = H5Dopen2(file_, path.c_str(), H5P_DEFAULT);
   if (d < 0) return fail(StatusCode::io_error, path, "cannot open dataset");

@@ -250,7 +250,8 @@ Status load_impl(const std::string& path, Reproducer* out) {
     int64_t n = storage_elems(t.shape, t.strides);
     std::string tp = std::string("/tensors/") + tensor_name(id);
     MLALORA_RETURN_IF_ERROR(rd.read_vector<float>(tp, &t.data, n));
-    MLALORA_RETURN_IF_ERROR(check_representable(t, s.dtype, tp));
+    Status rep = check_representable(t, s.dtype, tp);
+    if (!rep.ok()) return bad(rep.message);
   }
 
   if (rd.exists("/extras")) {

@@ -1,6 +1,9 @@
 #include "mlalora/harness/testbed.hpp"
 
 #include <chrono>
+#include <sys/stat.h>
+
+#include "mlalora/harness/reproducer.hpp"
 
 namespace mlalora::harness {
 
@@ -16,6 +19,12 @@ const char* disposition_name(Disposition d) {
 
 Testbed::Testbed(Case c, reference::RowSelection rows) : case_(std::move(c)), rows_(std::move(rows)) {
   inputs_ = make_tensors(case_);
+  q_ = expect_side(case_.problem, inputs_, Side::q, rows_);
+  v_ = expect_side(case_.problem, inputs_, Side::v, rows_);
+}
+
+Testbed::Testbed(Case c, ProblemTensors inputs, reference::RowSelection rows)
+    : case_(std::move(c)), rows_(std::move(rows)), inputs_(std::move(inputs)) {
   q_ = expect_side(case_.problem, inputs_, Side::q, rows_);
   v_ = expect_side(case_.problem, inputs_, Side::v, rows_);
 }
@@ -59,6 +68,39 @@ RunOutcome Testbed::run(Implementation& impl, ProblemTensors* outputs) {
   o.message = o.q.describe() + " | " + o.v.describe();
   if (outputs) *outputs = std::move(io);
   return o;
+}
+
+std::string dump_reproducer(const std::string& dir, const Testbed& tb, const RunOutcome& o, const ProblemTensors& got,
+                            std::string* why) {
+  const Case& c = tb.test_case();
+  const Problem& p = c.problem;
+  ::mkdir(dir.c_str(), 0755);
+  std::string path = dir + "/" + o.implementation + "_" + dtype_name(p.shape.dtype) + "_S" + std::to_string(p.dims().S) +
+                     "_H" + std::to_string(p.dims().H) + "_seed" + std::to_string(c.data_seed) + ".h5";
+  Reproducer r;
+  r.problem = p;
+  r.tensors = tb.inputs();
+  for (Side side : kBothSides) {
+    const SideExpectation& ex = tb.expectation(side);
+    FloatArray want;
+    want.shape = {static_cast<int64_t>(ex.delta.rows.size()), ex.delta.H, ex.delta.N};
+    want.data.assign(ex.delta.values.begin(), ex.delta.values.end());
+    r.extras[std::string("expected_") + side_name(side) + "_delta"] = std::move(want);
+    std::vector<float> rows(ex.delta.rows.begin(), ex.delta.rows.end());
+    r.extras[std::string("expected_") + side_name(side) + "_rows"] = float_array(std::move(rows));
+    r.extras[std::string("got_") + tensor_name(output_of(side))] = float_array(got.of(output_of(side)).data);
+  }
+  r.attributes["implementation"] = o.implementation;
+  r.attributes["disposition"] = disposition_name(o.disposition);
+  r.attributes["data_seed"] = std::to_string(c.data_seed);
+  r.attributes["nonfinite"] = c.nonfinite ? "1" : "0";
+  r.attributes["message"] = o.message;
+  Status s = save_reproducer(path, r);
+  if (!s.ok()) {
+    if (why) *why = s.message;
+    return "";
+  }
+  return path;
 }
 
 }  // namespace mlalora::harness

@@ -116,7 +116,9 @@ class H5Writer {
   std::string path_, tmp_path_;
 };
 
-enum class H5ObjectKind { missing, group, dataset, other };
+// unreadable: a link or object header on the way could not be decoded
+// (corrupt file); reads of it fail with io_error and HDF5's reason.
+enum class H5ObjectKind { missing, group, dataset, other, unreadable };
 
 class H5Reader {
  public:

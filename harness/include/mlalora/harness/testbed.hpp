@@ -28,6 +28,8 @@ class Testbed {
  public:
   // rows: which covered rows to judge (all by default; a sample at large S).
   explicit Testbed(Case c, reference::RowSelection rows = reference::RowSelection::all());
+  // Replay: the inputs are given (a stored reproducer) instead of drawn from the seed.
+  Testbed(Case c, ProblemTensors inputs, reference::RowSelection rows = reference::RowSelection::all());
 
   const Case& test_case() const { return case_; }
   const ProblemTensors& inputs() const { return inputs_; }

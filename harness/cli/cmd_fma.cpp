@@ -1,0 +1,114 @@
+// mlalora fma: FMA and byte counts of naive materialisation vs the factored
+// SGMM computation, per layer and per forward step, for model configs x TP x
+// rank x workload. Needs no GPU.
+#include <cinttypes>
+#include <cstdio>
+#include <sstream>
+
+#include "commands.hpp"
+#include "mlalora/harness/fma_model.hpp"
+#include "mlalora/harness/report.hpp"
+
+namespace mlalora::cli {
+
+namespace {
+
+struct FmaOptions {
+  std::string models_file = std::string(MLALORA_SOURCE_DIR) + "/datasets/models.txt";
+  std::vector<std::string> models;  // empty = all
+  std::vector<int64_t> tp{1, 8};
+  std::vector<int64_t> ranks{16, 32, 64, 128};
+  // tokens:adapters pairs: decode batches, chunked prefill, long prefill.
+  std::vector<std::string> workloads{"1:1", "64:8", "256:8", "512:64", "4096:4", "16384:1"};
+  std::string out;
+  bool quiet_table = false;
+};
+
+int run_fma(const FmaOptions& o, const Context& ctx) {
+  using namespace mlalora::harness;
+  std::vector<ModelConfig> all;
+  Status st = load_model_configs(o.models_file, &all);
+  if (!st.ok()) return fail(2, "--models: " + st.message);
+  std::vector<ModelConfig> chosen;
+  if (o.models.empty()) chosen = all;
+  for (const auto& name : o.models) {
+    const ModelConfig* m = find_model(all, name);
+    if (!m) return fail(2, "--model: '" + name + "' is not in " + o.models_file);
+    chosen.push_back(*m);
+  }
+  std::vector<std::pair<int64_t, int64_t>> wl;
+  for (const auto& w : o.workloads) {
+    int64_t t = 0, n = 0;
+    char extra = 0;
+    if (std::sscanf(w.c_str(), "%" SCNd64 ":%" SCNd64 "%c", &t, &n, &extra) != 2 || t < 0 || n < 0)
+      return fail(2, "--workload: '" + w + "' is not TOKENS:ADAPTERS (e.g. 256:8)");
+    wl.emplace_back(t, n);
+  }
+  H5Table table;
+  std::vector<std::string> model_col;
+  std::vector<int64_t> tp_col, H_col, rank_col, tok_col, used_col, layers_col, nf_layer, ff_layer, nb_layer, fb_layer,
+      nf_step, ff_step, mat_col;
+  std::vector<double> fma_ratio, byte_ratio;
+  std::printf("%-18s %3s %4s %5s %7s %5s %16s %16s %9s %9s\n", "model", "tp", "H", "rank", "tokens", "adapt",
+              "naive FMA/layer", "factored/layer", "FMA x", "bytes x");
+  for (const auto& m : chosen)
+    for (int64_t tp : o.tp) {
+      if (tp <= 0 || m.H % tp != 0) continue;  // this TP degree does not divide the heads
+      for (int64_t r : o.ranks)
+        for (auto [tokens, used] : wl) {
+          Workload w;
+          Status s = make_workload(m, tp, tokens, std::min(used, std::max<int64_t>(tokens, 1)), r, &w);
+          if (!s.ok()) return fail(2, "workload " + m.name + ": " + s.message);
+          FmaReport rep;
+          s = compute_fma_report(w, &rep);
+          if (!s.ok()) return fail(2, s.message);
+          model_col.push_back(m.name), tp_col.push_back(tp), H_col.push_back(w.H), rank_col.push_back(r);
+          tok_col.push_back(w.tokens), used_col.push_back(w.n_used), layers_col.push_back(m.num_layers);
+          nf_layer.push_back(rep.naive_layer.total().fmas), ff_layer.push_back(rep.factored_layer.total().fmas);
+          nb_layer.push_back(rep.naive_layer.total().bytes), fb_layer.push_back(rep.factored_layer.total().bytes);
+          nf_step.push_back(rep.naive_step.fmas), ff_step.push_back(rep.factored_step.fmas);
+          mat_col.push_back(rep.naive_layer.materialise_fmas);
+          fma_ratio.push_back(rep.fma_ratio), byte_ratio.push_back(rep.bytes_ratio);
+          if (!o.quiet_table)
+            std::printf("%-18s %3" PRId64 " %4" PRId64 " %5" PRId64 " %7" PRId64 " %5" PRId64 " %16" PRId64
+                        " %16" PRId64 " %9.2f %9.2f\n",
+                        m.name.c_str(), tp, w.H, r, w.tokens, w.n_used, rep.naive_layer.total().fmas,
+                        rep.factored_layer.total().fmas, rep.fma_ratio, rep.bytes_ratio);
+        }
+    }
+  table.add("model", model_col), table.add("tp", tp_col), table.add("H", H_col), table.add("rank", rank_col);
+  table.add("tokens", tok_col), table.add("adapters", used_col), table.add("num_layers", layers_col);
+  table.add("naive_materialise_fmas_per_layer", mat_col);
+  table.add("naive_fmas_per_layer", nf_layer), table.add("factored_fmas_per_layer", ff_layer);
+  table.add("naive_bytes_per_layer", nb_layer), table.add("factored_bytes_per_layer", fb_layer);
+  table.add("naive_fmas_per_step", nf_step), table.add("factored_fmas_per_step", ff_step);
+  table.add("fma_ratio", fma_ratio), table.add("bytes_ratio", byte_ratio);
+  if (!o.out.empty()) {
+    H5Writer w;
+    Status s = w.open(o.out);
+    if (s.ok()) s = write_provenance(w, Provenance::collect("fma-report", ctx.command_line, 0));
+    if (s.ok()) s = w.write_table("/rows", table);
+    if (s.ok()) s = w.commit();
+    if (!s.ok()) return fail(3, "writing " + o.out + ": " + s.message);
+    std::printf("report: %s (%" PRId64 " rows)\n", o.out.c_str(), table.rows());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Action add_fma(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<FmaOptions>();
+  CLI::App* sub = app.add_subcommand("fma", "FMA and byte savings of the factored computation versus naive "
+                                            "materialisation of B@A, per layer and per forward step");
+  sub->add_option("--models", o->models_file, "Model config file")->capture_default_str();
+  sub->add_option("--model", o->models, "Only these models (repeatable; default all)");
+  sub->add_option("--tp", o->tp, "Tensor-parallel degrees")->delimiter(',')->capture_default_str();
+  sub->add_option("--ranks", o->ranks, "LoRA ranks")->delimiter(',')->capture_default_str();
+  sub->add_option("--workload", o->workloads, "TOKENS:ADAPTERS pairs")->delimiter(',')->capture_default_str();
+  sub->add_option("--out", o->out, "HDF5 report to write");
+  sub->add_flag("--no-table", o->quiet_table, "Do not print the table");
+  return [o, &ctx] { return run_fma(*o, ctx); };
+}
+
+}  // namespace mlalora::cli

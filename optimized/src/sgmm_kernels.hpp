@@ -1,0 +1,30 @@
+// Internal launch interface between the host API (sgmm_api.cu) and the kernel
+// families (sgmm_generic.cu: any dtype, FMA; sgmm_mma.cu: bf16/f16 tensor cores).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "mlalora/dtype.hpp"
+#include "mlalora/problem.hpp"
+#include "mlalora/status.hpp"
+#include "sgmm_common.cuh"
+
+namespace mlalora::optimized::detail {
+
+enum class Mode : int { fused = 0, step_a = 1, step_b = 2 };
+
+// Largest r_max the fused kernels keep on chip; above it lora_correction
+// runs the split path (same rounding model).
+inline constexpr int kFusedMaxRank = 256;
+
+// Tile-slot count of the grid for tiles of m_t tokens (see sgmm_common.cuh).
+long long tile_slots(const KParams& p);
+
+// Generic kernels: any dtype, any unit-inner-stride layout, any rank (fused: r_max <= kFusedMaxRank).
+Status launch_generic(const KParams& p, DType dt, Side side, Mode mode, cudaStream_t stream);
+
+// Tensor-core kernels (bf16/f16). mma_eligible says whether the shape /
+// pointers / strides allow them (else the caller uses the generic kernels).
+bool mma_eligible(const KParams& p, DType dt, Side side, Mode mode);
+Status launch_mma(const KParams& p, DType dt, Side side, Mode mode, cudaStream_t stream);
+
+}  // namespace mlalora::optimized::detail
