@@ -155,10 +155,18 @@ ProblemTensors make_tensors(const Case& c) {
   std::mt19937_64 rng(c.data_seed);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::uniform_int_distribution<int> exponent(-5, 5);
+  std::uniform_int_distribution<int> one_in_8(0, 7);
   auto fill_rows = [&](HostTensor& h, bool nonzero) {
     for (int64_t i = 0; i < h.shape[0]; ++i) {
       for (int64_t j = 0; j < h.shape[1]; ++j) {
         float scale = std::ldexp(1.f, exponent(rng));  // per (token, head) row magnitude
+        if (nonzero && one_in_8(rng) == 0) {
+          // A base-output row of -0.0: adding anything (even +0.0) to it is
+          // visible in the bits, so a kernel that runs a rank-0 slot or an
+          // uncovered row through its accumulate path cannot hide.
+          for (int64_t k = 0; k < h.shape[2]; ++k) h.at(i, j, k) = -0.f;
+          continue;
+        }
         for (int64_t k = 0; k < h.shape[2]; ++k) {
           float v = round_to(dt, normal(rng) * scale);
           if (nonzero && v == 0.f) v = round_to(dt, scale);

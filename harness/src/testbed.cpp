@@ -71,12 +71,13 @@ RunOutcome Testbed::run(Implementation& impl, ProblemTensors* outputs) {
 }
 
 std::string dump_reproducer(const std::string& dir, const Testbed& tb, const RunOutcome& o, const ProblemTensors& got,
-                            std::string* why) {
+                            std::string* why, const std::string& file_name) {
   const Case& c = tb.test_case();
   const Problem& p = c.problem;
   ::mkdir(dir.c_str(), 0755);
   std::string path = dir + "/" + o.implementation + "_" + dtype_name(p.shape.dtype) + "_S" + std::to_string(p.dims().S) +
                      "_H" + std::to_string(p.dims().H) + "_seed" + std::to_string(c.data_seed) + ".h5";
+  if (!file_name.empty()) path = dir + "/" + file_name;
   Reproducer r;
   r.problem = p;
   r.tensors = tb.inputs();

@@ -52,6 +52,7 @@ struct KParams {
   int K1 = 0;  // contraction length of stage 1: D_qk (q) / R_kv (v)
   int N2 = 0;  // output features of stage 2:   R_kv (q) / D_v (v)
   int M_T = 1, H_T = 1, n_hb = 1;  // tile: tokens, heads; head blocks
+  int vec = 0;                     // 16-byte global accesses allowed (alignment checked on the host)
   void* inter = nullptr;           // split path: (S, H, r_max) contiguous, act dtype, by logical row
 };
 

@@ -11,6 +11,10 @@
 //                             intermediate (step_a).
 //   stage 2 (fused, step_b):  out[row, c] = round(out + s * sum_j Y[row, j] W2[j, c])
 // q: W1 = B_kc[h] (D_qk x r), W2 = A (r x R_kv);  v: W1 = A^T (R_kv x r), W2 = B_vc[h]^T (r x D_v).
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
 #include "sgmm_kernels.hpp"
 
 namespace mlalora::optimized::detail {
@@ -176,10 +180,7 @@ Status launch_one(const KParams& p0, cudaStream_t stream) {
   size_t dyn = 0;
   if (MODE == static_cast<int>(Mode::fused)) dyn = sizeof(float) * kRows * static_cast<size_t>(ys_stride(p.r_max));
   auto kern = generic_kernel<T, SIDE, MODE>;
-  if (dyn > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dyn));
-    if (e != cudaSuccess) return Status::DeviceError(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e));
-  }
+  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), dyn));
   dim3 grid(static_cast<unsigned>(slots), static_cast<unsigned>(p.H));
   kern<<<grid, kNT, dyn, stream>>>(p);
   cudaError_t e = cudaGetLastError();
@@ -199,6 +200,19 @@ Status launch_typed(const KParams& p, Side side, Mode mode, cudaStream_t stream)
 }
 
 }  // namespace
+
+Status ensure_smem_limit(const void* kernel, size_t bytes) {
+  if (bytes <= 48 * 1024) return Status::Ok();
+  static std::mutex mu;
+  static std::unordered_map<const void*, size_t> done;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = done.find(kernel);
+  if (it != done.end() && it->second >= bytes) return Status::Ok();
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (e != cudaSuccess) return Status::DeviceError(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e));
+  done[kernel] = bytes;
+  return Status::Ok();
+}
 
 long long tile_slots(const KParams& p) {
   if (p.S <= 0 || p.capacity <= 0 || p.max_seg_len <= 0 || p.M_T <= 0) return 0;

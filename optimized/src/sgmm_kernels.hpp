@@ -16,6 +16,11 @@ enum class Mode : int { fused = 0, step_a = 1, step_b = 2 };
 // runs the split path (same rounding model).
 inline constexpr int kFusedMaxRank = 256;
 
+// Raise a kernel's dynamic shared memory limit to `bytes` (once per kernel
+// and size; a no-op at or below 48 KB), so calls during graph capture after a
+// first eager call make no runtime configuration calls.
+Status ensure_smem_limit(const void* kernel, size_t bytes);
+
 // Tile-slot count of the grid for tiles of m_t tokens (see sgmm_common.cuh).
 long long tile_slots(const KParams& p);
 

@@ -5,6 +5,7 @@
 #include <rapidcheck/catch.h>
 
 #include "impl_properties.hpp"
+#include "regression_dir.hpp"
 #include "test_config.hpp"
 
 using namespace mlalora;
@@ -16,7 +17,17 @@ TEST_CASE("CPU implementations satisfy the property suite", "[properties]") {
     rc::prop(reg.name + " holds every property", [&reg](const harness::Case& c) {
       auto impl = reg.make();
       auto f = test::check_implementation_on_case(*impl, c);
-      if (f) RC_FAIL(f->property + ": " + f->detail);
+      if (f) {
+        // Keep a reproducer of the (last = most shrunk) failing case; commit it
+        // under datasets/regressions/ once the bug is fixed.
+        harness::Testbed tb(c);
+        ProblemTensors got;
+        harness::RunOutcome o = tb.run(*impl, &got);
+        std::string why;
+        std::string path = harness::dump_reproducer(test::regressions_dir(), tb, o, got, &why,
+                                                    reg.name + "_" + f->property + "_latest.h5");
+        RC_FAIL(f->property + ": " + f->detail + "\n  reproducer: " + (path.empty() ? why : path));
+      }
     });
   }
 }

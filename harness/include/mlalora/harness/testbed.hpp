@@ -48,7 +48,9 @@ class Testbed {
 // Write a reproducer for a non-passing outcome under `dir` as
 // <impl>_<dtype>_S<S>_H<H>_seed<data_seed>.h5 (inputs, expected deltas, both
 // outputs); returns the path or "" if writing failed (the reason in *why).
+// A non-empty file_name replaces the generated name (property runs use a fixed
+// name so the last, i.e. most shrunk, failing case is what remains).
 std::string dump_reproducer(const std::string& dir, const Testbed& tb, const RunOutcome& outcome,
-                            const ProblemTensors& got, std::string* why);
+                            const ProblemTensors& got, std::string* why, const std::string& file_name = "");
 
 }  // namespace mlalora::harness

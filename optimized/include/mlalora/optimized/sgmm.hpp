@@ -12,6 +12,35 @@
 // it feeds a tensor-core MMA; f32: stays f32) in both the split and the fused
 // path; the scaled delta is added to the output in fp32 and rounded once to
 // the output dtype.
+//
+// Kernels (optimized/src): bf16/f16 use tensor cores (mma.sync m16n8k16,
+// fp32 accumulate) for r_max <= 128; f32, and bf16/f16 with r_max > 128, use
+// the generic fp32-FMA kernels (same rounding points). The fused path keeps
+// the intermediate on chip for r_max <= 256; above that lora_correction(...,
+// Path::fused, ...) runs the split path instead (workspace_size accounts for
+// it; the rounding model is the same). All kernels need unit inner strides
+// (else not_supported); any outer strides, any dims, any pointer alignment
+// (16-byte vector accesses are used only where pointers/strides allow).
+//
+// Garbage index data (what the kernels do; check_index_data diagnoses it):
+// the live count is clamped to [0, segment_capacity]; a live segment g is
+// processed only if 0 <= seg_indptr[g] <= seg_indptr[g+1] <= S, its length is
+// <= max_segment_len, 0 <= weight_indices[g] < L and 1 <= lora_ranks[slot] <=
+// r_max; otherwise it is skipped entirely (nothing written). Within a
+// processed segment a row whose permutation entry is outside [0, S) is
+// skipped. Nothing outside the tensors is ever read or written; rows of
+// skipped segments are untouched. In-range but inconsistent data (overlapping
+// segments, repeated permutation entries) can update a row more than once
+// (a race between blocks, still in bounds).
+//
+// Launch geometry depends only on the shape (segment_capacity,
+// max_segment_len, S, dims; in host mode also num_segments_host): a grid of
+// min(capacity*ceil(max_segment_len/M_T), S/M_T + capacity) token tiles times
+// head blocks; each block locates its (segment, token tile) from the device
+// index data and exits when the batch has fewer tiles.
+//
+// Graph capture: call once eagerly before capturing (kernels needing more
+// than 48 KB of shared memory raise their limit with cudaFuncSetAttribute).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -62,7 +91,9 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
                        size_t workspace_bytes, cudaStream_t stream);
 
 // The four split-path steps, exposed for testing and benchmarking. The
-// intermediate has shape (S, H, r_max), contiguous, in the activation dtype.
+// intermediate has shape (S, H, r_max), contiguous, in the activation dtype,
+// indexed by LOGICAL row i (before the permutation); only entries [.., :r] of
+// covered rows are written / read.
 Status step_a_q(const ProblemShape&, const DeviceArgs&, void* intermediate, cudaStream_t);
 Status step_b_q(const ProblemShape&, const DeviceArgs&, const void* intermediate, cudaStream_t);
 Status step_a_v(const ProblemShape&, const DeviceArgs&, void* intermediate, cudaStream_t);

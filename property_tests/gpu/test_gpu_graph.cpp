@@ -1,0 +1,273 @@
+// CUDA-graph mode of the SGMM kernels: one capture of lora_correction (both
+// sides, num_segments_device set) must replay correctly for batches with
+// fewer and more live segments than at capture, different ranks, segments,
+// permutation and data, the index data overwritten in place. Every replay is
+// judged against the float64 reference with the error model (every element
+// within bound, uncovered rows and gaps bitwise unchanged) and must equal an
+// eager (non-graph) run bit for bit. Skips visibly without a GPU.
+#include <catch2/catch.hpp>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mlalora/harness/generators.hpp"
+#include "mlalora/harness/gpu_implementations.hpp"
+#include "mlalora/harness/verify.hpp"
+#include "mlalora/optimized/sgmm.hpp"
+#include "mlalora/reference/error_bound.hpp"
+#include "mlalora/reference/reference.hpp"
+#include "test_config.hpp"
+
+using namespace mlalora;
+
+namespace {
+
+struct GraphConfig {
+  const char* name;
+  Dims dims;
+  int64_t capacity;
+  int64_t max_len;
+  int64_t pad;  // extra elements on the activations' outer strides (gaps)
+};
+
+ProblemShape make_shape(const GraphConfig& gc, DType dt) {
+  ProblemShape s;
+  s.dims = gc.dims;
+  s.dtype = dt;
+  s.layout = Layout::contiguous(gc.dims);
+  if (gc.pad > 0) {
+    for (TensorId id : {TensorId::q_nope, TensorId::q_nope_out, TensorId::attn_latent, TensorId::attn_bmm_out}) {
+      const Shape3 sh = tensor_shape(gc.dims, id);
+      Strides3& st = s.layout.of(id);
+      st.s2 = 1;
+      st.s1 = sh[2] + gc.pad;
+      st.s0 = sh[1] * st.s1 + gc.pad;
+    }
+  }
+  s.segment_capacity = gc.capacity;
+  s.max_segment_len = gc.max_len;
+  s.has_permutation = true;
+  return s;
+}
+
+// A valid batch of n live segments for the shape; the spare capacity entries hold garbage.
+Problem random_batch(const ProblemShape& s, int64_t n, std::mt19937_64& rng) {
+  const Dims& d = s.dims;
+  Problem p;
+  p.shape = s;
+  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  p.lora_ranks.resize(static_cast<size_t>(d.L));
+  p.scalings.resize(static_cast<size_t>(d.L));
+  for (int64_t l = 0; l < d.L; ++l) {
+    p.lora_ranks[l] = static_cast<int32_t>(uni(1, d.r_max));
+    p.scalings[l] = static_cast<float>(uni(1, 16)) * (uni(0, 3) == 0 ? -0.125f : 0.125f);
+  }
+  p.lora_ranks[0] = static_cast<int32_t>(d.r_max);
+  if (d.L > 1) p.lora_ranks[1] = 0;  // a rank-0 slot: its segments must write nothing
+  std::shuffle(p.lora_ranks.begin(), p.lora_ranks.end(), rng);
+  p.num_segments = n;
+  const size_t cap = static_cast<size_t>(s.segment_capacity);
+  p.seg_indptr.assign(cap + 1, 0);
+  p.weight_indices.assign(cap, 0);
+  int64_t pos = 0;
+  for (int64_t g = 0; g < n; ++g) {
+    const int64_t len = uni(0, std::min<int64_t>(s.max_segment_len, d.S - pos));
+    pos += len;
+    p.seg_indptr[g + 1] = static_cast<int32_t>(pos);
+    p.weight_indices[g] = static_cast<int32_t>(uni(0, d.L - 1));
+  }
+  for (size_t g = static_cast<size_t>(n) + 1; g <= cap; ++g) p.seg_indptr[g] = static_cast<int32_t>(uni(-1000, 1000));
+  for (size_t g = static_cast<size_t>(n); g < cap; ++g) p.weight_indices[g] = static_cast<int32_t>(uni(-50, 50));
+  p.permutation.resize(static_cast<size_t>(d.S));
+  std::iota(p.permutation.begin(), p.permutation.end(), 0);
+  std::shuffle(p.permutation.begin(), p.permutation.end(), rng);
+  return p;
+}
+
+// "" when both sides pass the error model and the bitwise checks.
+std::string verify_outputs(const Problem& p, const ProblemTensors& base, const ProblemTensors& got) {
+  const auto model = reference::RoundingModel::factored(p.shape.dtype, p.shape.dtype != DType::f32);
+  std::string err;
+  for (Side side : kBothSides) {
+    harness::SideExpectation e = harness::expect_side(p, base, side, reference::RowSelection::all());
+    harness::SideVerdict v = harness::verify_side(p, base, got.of(output_of(side)), side, e, model);
+    if (!v.passed()) err += std::string(side_name(side)) + ": " + v.describe() + "\n";
+  }
+  return err;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+struct GraphGuard {
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ~GraphGuard() {
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gpu][graph]") {
+  std::string why;
+  if (!harness::gpu_available(&why)) {
+    WARN("SKIPPED: no GPU: " << why);
+    return;
+  }
+  const GraphConfig configs[] = {
+      // dims that are multiples of no tile; padded outer strides
+      {"odd dims", Dims{45, 3, 17, 9, 130, 4, 20}, 6, 16, 3},
+      // DeepSeek-like head dims (tensor-core kernels), aligned padding
+      {"model dims", Dims{80, 4, 128, 128, 512, 3, 64}, 8, 40, 8},
+      // decode-like: many one- or two-token segments
+      {"decode", Dims{24, 16, 128, 128, 512, 4, 16}, 24, 2, 0},
+      // r_max above the fused on-chip limit: lora_correction goes through the split path
+      {"large rank", Dims{24, 2, 32, 16, 64, 2, 300}, 4, 12, 0},
+  };
+  const uint64_t seed = test::base_seed();
+  for (const GraphConfig& gc : configs) {
+    for (DType dt : kAllDTypes) {
+      for (optimized::Path path : {optimized::Path::fused, optimized::Path::split}) {
+        INFO("config " << gc.name << ", dtype " << dtype_name(dt) << ", path " << optimized::path_name(path)
+                       << ", MLALORA_SEED=" << seed);
+        std::mt19937_64 rng(seed * 31 + static_cast<uint64_t>(dt) * 7 + static_cast<uint64_t>(path) +
+                            std::hash<std::string>{}(gc.name));
+        const ProblemShape shape = make_shape(gc, dt);
+        const int64_t cap = shape.segment_capacity;
+        Problem p0 = random_batch(shape, std::min<int64_t>(3, cap), rng);
+        REQUIRE(validate(p0).message == "");
+        harness::Case c0{p0, rng(), false};
+        ProblemTensors t0 = harness::make_tensors(c0);
+
+        harness::DeviceProblem dp;
+        Status st = dp.init(p0, t0);
+        REQUIRE(st.message == "");
+        harness::SgmmRunner runner;
+        REQUIRE(runner.reserve(shape, path).message == "");
+
+        GraphGuard g;
+        REQUIRE(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking) == cudaSuccess);
+        // One eager run first (sets kernel attributes outside the capture).
+        for (Side side : kBothSides) REQUIRE(runner.run(dp, side, path, /*graph_mode=*/true, g.stream).message == "");
+        REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+
+        REQUIRE(cudaStreamBeginCapture(g.stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+        Status sq = runner.run(dp, Side::q, path, true, g.stream);
+        Status sv = runner.run(dp, Side::v, path, true, g.stream);
+        cudaError_t ec = cudaStreamEndCapture(g.stream, &g.graph);
+        REQUIRE(sq.message == "");
+        REQUIRE(sv.message == "");
+        REQUIRE(ec == cudaSuccess);
+        REQUIRE(cudaGraphInstantiate(&g.exec, g.graph, 0) == cudaSuccess);
+
+        const int64_t live_counts[] = {std::min<int64_t>(3, cap), 1, cap, 0, 2, cap - 1, cap};
+        bool first = true;
+        for (int64_t n : live_counts) {
+          Problem pb = first ? p0 : random_batch(shape, n, rng);
+          first = false;
+          harness::Case cb{pb, rng(), false};
+          ProblemTensors base = harness::make_tensors(cb);
+          std::ostringstream os;
+          os << cb;
+          INFO("replay with " << n << " live segments: " << os.str());
+          REQUIRE(validate(pb).message == "");
+          REQUIRE(dp.upload_tensors(base).message == "");
+          REQUIRE(dp.upload_index(pb).message == "");
+          REQUIRE(cudaGraphLaunch(g.exec, g.stream) == cudaSuccess);
+          REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+          ProblemTensors got = base;
+          REQUIRE(dp.download_outputs(got).message == "");
+          const std::string err = verify_outputs(pb, base, got);
+          CHECK(err == "");
+
+          // The eager run of the same batch gives the same bits.
+          REQUIRE(dp.upload_tensors(base).message == "");
+          for (Side side : kBothSides) REQUIRE(runner.run(dp, side, path, /*graph_mode=*/false, g.stream).message == "");
+          REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+          ProblemTensors eager = base;
+          REQUIRE(dp.download_outputs(eager).message == "");
+          CHECK(same_bits(eager.q_nope_out.data, got.q_nope_out.data));
+          CHECK(same_bits(eager.attn_bmm_out.data, got.attn_bmm_out.data));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA graph: launch geometry does not depend on the live batch", "[gpu][graph]") {
+  std::string why;
+  if (!harness::gpu_available(&why)) {
+    WARN("SKIPPED: no GPU: " << why);
+    return;
+  }
+  // Capture with zero live segments, then replay a full batch: the captured
+  // grid must already cover every tile a full batch can have.
+  const GraphConfig gc{"empty capture", Dims{64, 2, 128, 128, 512, 2, 32}, 4, 64, 0};
+  for (DType dt : kAllDTypes) {
+    for (optimized::Path path : {optimized::Path::fused, optimized::Path::split}) {
+      INFO("dtype " << dtype_name(dt) << ", path " << optimized::path_name(path));
+      std::mt19937_64 rng(test::base_seed() + 17 + static_cast<uint64_t>(dt));
+      const ProblemShape shape = make_shape(gc, dt);
+      Problem p0 = random_batch(shape, 0, rng);
+      ProblemTensors t0 = harness::make_tensors(harness::Case{p0, rng(), false});
+      harness::DeviceProblem dp;
+      REQUIRE(dp.init(p0, t0).message == "");
+      harness::SgmmRunner runner;
+      REQUIRE(runner.reserve(shape, path).message == "");
+      GraphGuard g;
+      REQUIRE(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking) == cudaSuccess);
+      for (Side side : kBothSides) REQUIRE(runner.run(dp, side, path, true, g.stream).message == "");
+      REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+      REQUIRE(cudaStreamBeginCapture(g.stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+      Status sq = runner.run(dp, Side::q, path, true, g.stream);
+      Status sv = runner.run(dp, Side::v, path, true, g.stream);
+      cudaError_t ec = cudaStreamEndCapture(g.stream, &g.graph);
+      REQUIRE(sq.message == "");
+      REQUIRE(sv.message == "");
+      REQUIRE(ec == cudaSuccess);
+      REQUIRE(cudaGraphInstantiate(&g.exec, g.graph, 0) == cudaSuccess);
+
+      // Full batch: every row covered, segments of the maximum length.
+      Problem pb = p0;
+      pb.num_segments = 1;
+      pb.seg_indptr[0] = 0;
+      pb.seg_indptr[1] = 64;
+      pb.weight_indices[0] = 0;
+      pb.lora_ranks = {32, 7};
+      ProblemTensors base = harness::make_tensors(harness::Case{pb, rng(), false});
+      REQUIRE(validate(pb).message == "");
+      REQUIRE(dp.upload_tensors(base).message == "");
+      REQUIRE(dp.upload_index(pb).message == "");
+      REQUIRE(cudaGraphLaunch(g.exec, g.stream) == cudaSuccess);
+      REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+      ProblemTensors got = base;
+      REQUIRE(dp.download_outputs(got).message == "");
+      CHECK(verify_outputs(pb, base, got) == "");
+
+      // Four segments of 16 rows, two slots.
+      Problem pc = random_batch(shape, 4, rng);
+      for (int g2 = 0; g2 <= 4; ++g2) pc.seg_indptr[g2] = 16 * g2;
+      pc.lora_ranks = {5, 32};
+      base = harness::make_tensors(harness::Case{pc, rng(), false});
+      REQUIRE(validate(pc).message == "");
+      REQUIRE(dp.upload_tensors(base).message == "");
+      REQUIRE(dp.upload_index(pc).message == "");
+      REQUIRE(cudaGraphLaunch(g.exec, g.stream) == cudaSuccess);
+      REQUIRE(cudaStreamSynchronize(g.stream) == cudaSuccess);
+      got = base;
+      REQUIRE(dp.download_outputs(got).message == "");
+      CHECK(verify_outputs(pc, base, got) == "");
+    }
+  }
+}
