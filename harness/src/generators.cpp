@@ -145,61 +145,69 @@ Case sample_case(const GenConfig& cfg, uint64_t seed, int size) {
   return gen_case(cfg)(rc::Random(seed), size).value();
 }
 
+namespace {
+
+// splitmix64: the per-row seeds, so every (tensor, row) stream is independent
+// of thread count and of the other rows (rows can be filled in parallel).
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Rows (i, j) of a tensor: per-row magnitude 2^[-5,5] for activations, N(0,1/16) weights.
+void fill_tensor(HostTensor& h, DType dt, uint64_t seed, bool activation, bool nonzero) {
+  const int64_t rows = h.shape[0] * h.shape[1];
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t i = row / h.shape[1], j = row % h.shape[1];
+    std::mt19937_64 rng(splitmix(seed ^ splitmix(static_cast<uint64_t>(row))));
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const float scale = activation ? std::ldexp(1.f, static_cast<int>(rng() % 11) - 5) : 0.25f;
+    if (nonzero && rng() % 8 == 0) {
+      // A base-output row of -0.0 (about one in 8): adding anything, even
+      // +0.0, to it is visible in the bits, so a kernel that runs a rank-0
+      // slot or an uncovered row through its accumulate path cannot hide.
+      for (int64_t k = 0; k < h.shape[2]; ++k) h.at(i, j, k) = -0.f;
+      continue;
+    }
+    for (int64_t k = 0; k < h.shape[2]; ++k) {
+      float v = round_to(dt, normal(rng) * scale);
+      if (nonzero && v == 0.f) v = round_to(dt, scale);
+      h.at(i, j, k) = v;
+    }
+  }
+}
+
+}  // namespace
+
 ProblemTensors make_tensors(const Case& c) {
   const Problem& p = c.problem;
-  const Dims& d = p.dims();
   const DType dt = p.shape.dtype;
   float gap;
   std::memcpy(&gap, &kGapSentinelBits, 4);
   ProblemTensors t = allocate_tensors(p.shape, gap);
-  std::mt19937_64 rng(c.data_seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_int_distribution<int> exponent(-5, 5);
-  std::uniform_int_distribution<int> one_in_8(0, 7);
-  auto fill_rows = [&](HostTensor& h, bool nonzero) {
-    for (int64_t i = 0; i < h.shape[0]; ++i) {
-      for (int64_t j = 0; j < h.shape[1]; ++j) {
-        float scale = std::ldexp(1.f, exponent(rng));  // per (token, head) row magnitude
-        if (nonzero && one_in_8(rng) == 0) {
-          // A base-output row of -0.0: adding anything (even +0.0) to it is
-          // visible in the bits, so a kernel that runs a rank-0 slot or an
-          // uncovered row through its accumulate path cannot hide.
-          for (int64_t k = 0; k < h.shape[2]; ++k) h.at(i, j, k) = -0.f;
-          continue;
-        }
-        for (int64_t k = 0; k < h.shape[2]; ++k) {
-          float v = round_to(dt, normal(rng) * scale);
-          if (nonzero && v == 0.f) v = round_to(dt, scale);
-          h.at(i, j, k) = v;
-        }
-      }
-    }
-  };
-  auto fill_weights = [&](HostTensor& h) {
-    for (int64_t i = 0; i < h.shape[0]; ++i)
-      for (int64_t j = 0; j < h.shape[1]; ++j)
-        for (int64_t k = 0; k < h.shape[2]; ++k) h.at(i, j, k) = round_to(dt, normal(rng) * 0.25f);
-  };
-  fill_rows(t.q_nope, false);
-  fill_rows(t.attn_latent, false);
-  fill_rows(t.q_nope_out, true);
-  fill_rows(t.attn_bmm_out, true);
-  fill_weights(t.A);
-  fill_weights(t.B);
+  const uint64_t s = splitmix(c.data_seed);
+  fill_tensor(t.q_nope, dt, s + 1, true, false);
+  fill_tensor(t.attn_latent, dt, s + 2, true, false);
+  fill_tensor(t.q_nope_out, dt, s + 3, true, true);
+  fill_tensor(t.attn_bmm_out, dt, s + 4, true, true);
+  fill_tensor(t.A, dt, s + 5, false, false);
+  fill_tensor(t.B, dt, s + 6, false, false);
   if (c.nonfinite) {
     // One NaN or Inf in an input activation or a weight; it must propagate to
     // the rows it touches and nowhere else.
-    std::uniform_int_distribution<int> which(0, 3);
-    const float bad = which(rng) % 2 ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    std::mt19937_64 rng(s + 7);
+    const float bad = rng() % 2 ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
     HostTensor* targets[] = {&t.q_nope, &t.attn_latent, &t.A, &t.B};
-    HostTensor& h = *targets[which(rng)];
+    HostTensor& h = *targets[rng() % 4];
     if (h.numel() > 0) {
-      std::uniform_int_distribution<int64_t> i0(0, h.shape[0] - 1), i1(0, h.shape[1] - 1), i2(0, h.shape[2] - 1);
-      int64_t a = i0(rng), b = i1(rng), e = i2(rng);
+      const int64_t a = static_cast<int64_t>(rng() % h.shape[0]), b = static_cast<int64_t>(rng() % h.shape[1]),
+                    e = static_cast<int64_t>(rng() % h.shape[2]);
       h.at(a, b, e) = bad;
     }
   }
-  (void)d;
   return t;
 }
 

@@ -160,7 +160,7 @@ __device__ __forceinline__ void init_rows(const KParams& p, const TileInfo& ti, 
     const int hh = tid / p.M_T, tt = tid % p.M_T;
     const int h = h0 + hh, i = ti.tok_begin + tt;
     int t = -1;
-    if (tt < ti.tok_count && h < p.H) t = physical_row(p, i);
+    if (hh < p.H_T && tt < ti.tok_count && h < p.H) t = physical_row(p, i);
     rows.t[tid] = t;
     rows.h[tid] = h;
     rows.i[tid] = i;
@@ -487,14 +487,10 @@ __global__ void __launch_bounds__(kThreads, 2) mma_v_kernel(const KParams p) {
     const T* X = static_cast<const T*>(p.x);
     const T* xa = X + (ta >= 0 ? ta * p.xs0 + rows.h[ra] * p.xs1 : 0);
     const T* xb = X + (tb >= 0 ? tb * p.xs0 + rows.h[rb] * p.xs1 : 0);
-    const T* wrow[NPW];
-    bool wlive[NPW];
-#pragma unroll
-    for (int q = 0; q < NPW; ++q) {
-      const int j = (nq * NPW + q) * 8 + g;
-      wlive[q] = j < r;
-      wrow[q] = Al + (j < r ? j : 0) * p.As1;
-    }
+    // Weight row j = (nq*NPW + q)*8 + g of n-tile q: A[l][j][:].
+    const int j0 = nq * NPW * 8 + g;
+    const T* wbase = Al + static_cast<long long>(j0) * p.As1;
+    const long long wstep = 8 * p.As1;
     float acc[NPW][4];
 #pragma unroll
     for (int q = 0; q < NPW; ++q)
@@ -512,7 +508,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_v_kernel(const KParams p) {
 #pragma unroll
         for (int q = 0; q < NPW; ++q) {
           if ((nq * NPW + q) * 8 < r) {  // warp-uniform
-            const uint4 w = ld8<true>(wrow[q] + kk, wlive[q] ? nk : 0, vec);
+            const uint4 w = ld8<true>(wbase + q * wstep + kk, j0 + 8 * q < r ? nk : 0, vec);
             Mma<T>::run(acc[q], va.x, vb.x, va.y, vb.y, w.x, w.y);
             Mma<T>::run(acc[q], va.z, vb.z, va.w, vb.w, w.z, w.w);
           }

@@ -18,6 +18,7 @@
 
 #include "mlalora/harness/generators.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
+#include "mlalora/harness/testbed.hpp"
 #include "mlalora/harness/verify.hpp"
 #include "mlalora/optimized/sgmm.hpp"
 #include "mlalora/reference/error_bound.hpp"
@@ -268,6 +269,88 @@ TEST_CASE("CUDA graph: launch geometry does not depend on the live batch", "[gpu
       got = base;
       REQUIRE(dp.download_outputs(got).message == "");
       CHECK(verify_outputs(pc, base, got) == "");
+    }
+  }
+}
+
+namespace {
+
+// A problem with the given segment lengths (consecutive from row 0), slots
+// cycling over 0..L-1, ranks r_max, r_max/2+1, ... and an optional shuffle.
+Problem problem_with_segments(const Dims& d, DType dt, int64_t cap, int64_t max_len, const std::vector<int64_t>& lens,
+                              bool perm, std::mt19937_64& rng) {
+  Problem p;
+  p.shape.dims = d;
+  p.shape.dtype = dt;
+  p.shape.layout = Layout::contiguous(d);
+  p.shape.segment_capacity = cap;
+  p.shape.max_segment_len = max_len;
+  p.shape.has_permutation = perm;
+  for (int64_t l = 0; l < d.L; ++l) {
+    p.lora_ranks.push_back(static_cast<int32_t>(l == 0 ? d.r_max : std::max<int64_t>(1, (d.r_max * (l + 1)) / (d.L + 1))));
+    p.scalings.push_back(0.5f + 0.25f * static_cast<float>(l));
+  }
+  p.seg_indptr.assign(static_cast<size_t>(cap + 1), 0);
+  p.weight_indices.assign(static_cast<size_t>(cap), 0);
+  p.num_segments = static_cast<int64_t>(lens.size());
+  int64_t pos = 0;
+  for (size_t g = 0; g < lens.size(); ++g) {
+    pos += lens[g];
+    p.seg_indptr[g + 1] = static_cast<int32_t>(pos);
+    p.weight_indices[g] = static_cast<int32_t>(g % static_cast<size_t>(d.L));
+  }
+  if (perm) {
+    p.permutation.resize(static_cast<size_t>(d.S));
+    std::iota(p.permutation.begin(), p.permutation.end(), 0);
+    std::shuffle(p.permutation.begin(), p.permutation.end(), rng);
+  }
+  return p;
+}
+
+}  // namespace
+
+// The tile shapes the launch heuristic picks for large batches (64-row tiles:
+// 64 tokens x 1 head, 32 x 2, 4 x 16, 1 x 64), which the small graph cases
+// above never reach, at model head dims and ranks up to 128.
+TEST_CASE("large batches: every 64-row tile shape against the reference", "[gpu][tiles]") {
+  std::string why;
+  if (!harness::gpu_available(&why)) {
+    WARN("SKIPPED: no GPU: " << why);
+    return;
+  }
+  struct Cfg {
+    const char* name;
+    Dims dims;
+    int64_t cap, max_len;
+    std::vector<int64_t> lens;
+    bool perm;
+  };
+  std::vector<int64_t> pairs(64, 20), ones(300, 1), triples(200, 3);
+  for (size_t g = 0; g < pairs.size(); g += 3) pairs[g] = 7;
+  for (size_t g = 0; g < triples.size(); g += 5) triples[g] = 1;
+  const Cfg cfgs[] = {
+      {"prefill 64 tokens x 1 head, r 64", Dims{1536, 12, 128, 128, 512, 3, 64}, 4, 768, {700, 0, 768}, false},
+      {"prefill 64 tokens x 1 head, r 128", Dims{1536, 12, 128, 128, 512, 3, 128}, 4, 768, {65, 768, 700}, true},
+      {"32 tokens x 2 heads", Dims{1536, 12, 128, 128, 512, 3, 64}, 64, 20, pairs, true},
+      {"1 token x 64 heads (decode)", Dims{300, 64, 128, 128, 512, 4, 32}, 300, 1, ones, true},
+      {"4 tokens x 16 heads, odd D_v / R_kv", Dims{600, 32, 128, 72, 200, 4, 96}, 200, 3, triples, true},
+  };
+  const uint64_t seed = test::base_seed();
+  for (const Cfg& cfg : cfgs) {
+    for (DType dt : {DType::bf16, DType::f16}) {
+      std::mt19937_64 rng(seed + std::hash<std::string>{}(cfg.name) + static_cast<uint64_t>(dt));
+      Problem p = problem_with_segments(cfg.dims, dt, cfg.cap, cfg.max_len, cfg.lens, cfg.perm, rng);
+      REQUIRE(validate(p).message == "");
+      harness::Case c{p, rng(), false};
+      harness::Testbed tb(c);
+      for (const char* name : {"cuda-fused", "cuda-split"}) {
+        auto impl = harness::make_implementation(name);
+        REQUIRE(impl != nullptr);
+        harness::RunOutcome o = tb.run(*impl);
+        INFO(cfg.name << ", " << dtype_name(dt) << ", " << name << ", MLALORA_SEED=" << seed << ": " << o.message
+                      << "\n q: " << o.q.describe() << "\n v: " << o.v.describe());
+        CHECK(o.disposition == harness::Disposition::passed);
+      }
     }
   }
 }

@@ -19,6 +19,7 @@
 // or writes out of bounds (indices are clamped), it only computes wrong values.
 #pragma once
 #include <string>
+#include <utility>
 
 #include "mlalora/harness/implementation.hpp"
 

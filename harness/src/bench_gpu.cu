@@ -1,0 +1,202 @@
+// mlalora bench, GPU side: verify, then time each implementation per shape.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "mlalora/harness/bench.hpp"
+#include "mlalora/harness/gpu_implementations.hpp"
+#include "mlalora/harness/testbed.hpp"
+#include "mlalora/optimized/copy_bandwidth.hpp"
+#include "mlalora/optimized/cublas_naive.hpp"
+
+namespace mlalora::harness {
+
+namespace {
+
+struct Timing {
+  double median = 0, min = 0, max = 0, p10 = 0, p90 = 0;
+};
+
+Timing summarise(std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  auto q = [&](double f) { return us[static_cast<size_t>(f * static_cast<double>(us.size() - 1) + 0.5)]; };
+  return {q(0.5), us.front(), us.back(), q(0.1), q(0.9)};
+}
+
+// Times `launch` (both sides of one call) `reps` times, the L2 flushed before
+// each repetition so the cache is not what is measured.
+template <typename Launch>
+Status time_launch(Launch&& launch, int warmup, int reps, cudaStream_t stream, DeviceBuffer& flush,
+                   std::vector<double>* us) {
+  cudaEvent_t start, stop;
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaEventCreate(&start), "cudaEventCreate"));
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaEventCreate(&stop), "cudaEventCreate"));
+  Status st;
+  for (int i = 0; i < warmup + reps && st.ok(); ++i) {
+    st = optimized::flush_l2(flush.get(), flush.bytes(), stream);
+    if (!st.ok()) break;
+    cudaEventRecord(start, stream);
+    st = launch();
+    cudaEventRecord(stop, stream);
+    if (!st.ok()) break;
+    st = cuda_check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    if (st.ok()) st = cuda_check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    if (st.ok() && i >= warmup) us->push_back(1000.0 * ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return st;
+}
+
+}  // namespace
+
+Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelConfig>& models, const BenchOptions& opt,
+                 BenchResult* out) {
+  std::string why;
+  if (!gpu_available(&why)) return Status::NotSupported("mlalora bench needs a GPU: " + why);
+  optimized::CopyBandwidth cb;
+  MLALORA_RETURN_IF_ERROR(optimized::measure_copy_bandwidth(0, 20, &cb));
+  out->copy_bytes_per_second = cb.bytes_per_second;
+  std::fprintf(stderr, "copy bandwidth: %.1f GB/s (1 GiB D2D, read+write, median of 20)\n", cb.bytes_per_second / 1e9);
+  DeviceBuffer flush;
+  MLALORA_RETURN_IF_ERROR(flush.allocate(optimized::l2_flush_bytes()));
+  cudaStream_t stream;
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"));
+  cublasHandle_t handle;
+  if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return Status::DeviceError("cublasCreate failed");
+
+  Status overall;
+  for (size_t si = 0; si < suite.size() && overall.ok(); ++si) {
+    const BenchShape& shape = suite[si];
+    const ModelConfig* m = find_model(models, shape.model);
+    if (!m) {
+      overall = Status::Invalid("suite shape " + shape.name() + ": unknown model '" + shape.model + "'");
+      break;
+    }
+    Case c;
+    c.data_seed = opt.seed + si;
+    Status st = make_bench_problem(shape, *m, opt.dtype, opt.seed + si, &c.problem);
+    if (!st.ok()) {
+      overall = st;
+      break;
+    }
+    const Problem& p = c.problem;
+    Testbed tb(c, reference::RowSelection::sample(p, opt.verify_rows, opt.seed + si));
+    DeviceProblem dp;
+    st = dp.init(p, tb.inputs());
+    BenchRow base;
+    base.shape = shape;
+    base.S = p.dims().S, base.H = p.dims().H, base.D_qk = p.dims().D_qk, base.D_v = p.dims().D_v;
+    base.R_kv = p.dims().R_kv, base.covered_rows = p.covered_rows(), base.num_segments = p.num_segments;
+    base.bytes = minimal_bytes(p);
+    base.byte_floor_us = 1e6 * static_cast<double>(base.bytes) / cb.bytes_per_second;
+    base.fmas_factored = factored_fmas(p);
+    base.fmas_naive = naive_fmas(p);
+    for (const std::string& name : opt.implementations) {
+      BenchRow row = base;
+      row.implementation = name;
+      row.mode = "stream";
+      auto impl = make_implementation(name);
+      if (!impl) {
+        row.disposition = "failed";
+        row.message = "unknown implementation";
+        out->rows.push_back(row);
+        continue;
+      }
+      // Verified before timed: a wrong kernel gets no time.
+      RunOutcome o = tb.run(*impl);
+      row.disposition = disposition_name(o.disposition);
+      row.message = o.disposition == Disposition::passed ? "" : o.message;
+      if (o.disposition != Disposition::passed || !st.ok()) {
+        if (!st.ok()) row.disposition = "failed", row.message = st.message;
+        out->rows.push_back(row);
+        continue;
+      }
+      std::vector<std::pair<std::string, std::function<Status()>>> modes;
+      auto graph = std::make_shared<cudaGraphExec_t>(nullptr);
+      auto runner = std::make_shared<SgmmRunner>();
+      auto naive_ws = std::make_shared<DeviceBuffer>();
+      if (name == "cublas-naive") {
+        size_t need = std::max(optimized::cublas_naive_workspace_size(p, Side::q),
+                               optimized::cublas_naive_workspace_size(p, Side::v));
+        Status a = naive_ws->allocate(need);
+        if (!a.ok()) {
+          row.disposition = "failed", row.message = a.message;
+          out->rows.push_back(row);
+          continue;
+        }
+        modes.emplace_back("stream", [&, naive_ws] {
+          for (Side side : kBothSides)
+            MLALORA_RETURN_IF_ERROR(optimized::cublas_naive_correction(p, dp.args(false), side, handle, naive_ws->get(),
+                                                                       naive_ws->bytes(), stream));
+          return Status::Ok();
+        });
+      } else {
+        const optimized::Path path = name == "cuda-split" ? optimized::Path::split : optimized::Path::fused;
+        Status a = runner->reserve(p.shape, path);
+        if (!a.ok()) {
+          row.disposition = "failed", row.message = a.message;
+          out->rows.push_back(row);
+          continue;
+        }
+        modes.emplace_back("stream", [&, runner, path] {
+          for (Side side : kBothSides) MLALORA_RETURN_IF_ERROR(runner->run(dp, side, path, false, stream));
+          return Status::Ok();
+        });
+        if (opt.graphs) {
+          // One captured graph (both sides, live count read on the device).
+          cudaGraph_t g = nullptr;
+          Status cap = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
+          if (cap.ok()) {
+            Status in = Status::Ok();
+            for (Side side : kBothSides)
+              if (in.ok()) in = runner->run(dp, side, path, true, stream);
+            cap = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
+            if (cap.ok()) cap = in;
+          }
+          if (cap.ok()) cap = cuda_check(cudaGraphInstantiate(graph.get(), g, 0), "cudaGraphInstantiate");
+          if (g) cudaGraphDestroy(g);
+          if (cap.ok())
+            modes.emplace_back("graph", [&, graph] { return cuda_check(cudaGraphLaunch(*graph, stream), "GraphLaunch"); });
+          else
+            std::fprintf(stderr, "\n%s: graph capture failed: %s\n", name.c_str(), cap.message.c_str());
+        }
+      }
+      for (auto& [mode, launch] : modes) {
+        BenchRow r = row;
+        r.mode = mode;
+        std::vector<double> us;
+        Status t = time_launch(launch, opt.warmup, opt.repetitions, stream, flush, &us);
+        if (!t.ok() || us.empty()) {
+          r.disposition = "failed";
+          r.message = t.message;
+        } else {
+          Timing tm = summarise(us);
+          r.median_us = tm.median, r.min_us = tm.min, r.max_us = tm.max, r.p10_us = tm.p10, r.p90_us = tm.p90;
+          r.gbps = static_cast<double>(r.bytes) / (tm.median * 1e-6) / 1e9;
+          r.frac_copy_bw = r.gbps * 1e9 / cb.bytes_per_second;
+        }
+        out->rows.push_back(r);
+      }
+      if (*graph) cudaGraphExecDestroy(*graph);
+    }
+    if (opt.progress)
+      std::fprintf(stderr, "bench %zu/%zu %s\n", si + 1, suite.size(), shape.name().c_str());
+  }
+  cublasDestroy(handle);
+  cudaStreamDestroy(stream);
+  MLALORA_RETURN_IF_ERROR(overall);
+  // Speedup against the naive baseline of the same shape.
+  std::map<std::string, double> naive;
+  for (const BenchRow& r : out->rows)
+    if (r.implementation == "cublas-naive" && r.median_us > 0) naive[r.shape.name()] = r.median_us;
+  for (BenchRow& r : out->rows)
+    if (r.median_us > 0 && naive.count(r.shape.name())) r.speedup_vs_naive = naive[r.shape.name()] / r.median_us;
+  return Status::Ok();
+}
+
+}  // namespace mlalora::harness
