@@ -32,6 +32,8 @@ Testbed::Testbed(Case c, ProblemTensors inputs, reference::RowSelection rows)
 RunOutcome Testbed::run(Implementation& impl, ProblemTensors* outputs) {
   RunOutcome o;
   o.implementation = impl.name();
+  o.q.side = Side::q;
+  o.v.side = Side::v;
   const Problem& p = case_.problem;
   Status sup = impl.supports(p);
   if (!sup.ok()) {

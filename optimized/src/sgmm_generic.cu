@@ -202,15 +202,24 @@ Status launch_typed(const KParams& p, Side side, Mode mode, cudaStream_t stream)
 }  // namespace
 
 Status ensure_smem_limit(const void* kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return Status::Ok();
+  // The opt-in is needed when static + dynamic shared memory exceeds 48 KB:
+  // the kernels' static __shared__ (tile info, row tables, scan storage) counts
+  // too, so compare the sum, not the dynamic bytes alone.
   static std::mutex mu;
-  static std::unordered_map<const void*, size_t> done;
+  static std::unordered_map<const void*, std::pair<size_t, size_t>> done;  // kernel -> (static, opted-in dynamic)
   std::lock_guard<std::mutex> lock(mu);
   auto it = done.find(kernel);
-  if (it != done.end() && it->second >= bytes) return Status::Ok();
+  if (it == done.end()) {
+    cudaFuncAttributes attr{};
+    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);
+    if (e != cudaSuccess) return Status::DeviceError(std::string("cudaFuncGetAttributes: ") + cudaGetErrorString(e));
+    it = done.emplace(kernel, std::make_pair(attr.sharedSizeBytes, size_t{0})).first;
+  }
+  const size_t static_bytes = it->second.first;
+  if (static_bytes + bytes <= 48 * 1024 || it->second.second >= bytes) return Status::Ok();
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (e != cudaSuccess) return Status::DeviceError(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e));
-  done[kernel] = bytes;
+  it->second.second = bytes;
   return Status::Ok();
 }
 
