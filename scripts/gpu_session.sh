@@ -17,6 +17,7 @@ if [ "$mode" = pack ]; then
 fi
 CASES="${2:-2000}"
 SUITE="${3:-smoke}"
+STEPS="${4:-tests,sanitizer,verify,bench}"   # which steps to run, comma-separated
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 B=.gpu/bin
@@ -33,15 +34,21 @@ run() {  # name, timeout seconds, command...
 }
 export MLALORA_SEED="${MLALORA_SEED:-$(date +%s)}"
 export MLALORA_DUMP_DIR="$OUT/failures"
-MLALORA_GPU_CASES="$CASES" run gpu_tests 330 "$B/mlalora_gpu_tests"
-run sanitizer 240 env MLALORA_GPU_CASES=10 bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT"
-run verify 200 "$B/mlalora" verify --impl cuda-fused,cuda-split,cublas-naive --config gpu --cases "$CASES" --seed 1 \
-  --out "$OUT/verify-h200.h5" --dump-dir "$OUT/failures" --quiet
-run bench 300 "$B/mlalora" bench --suite "$SUITE" --out "$OUT/bench-$SUITE.h5"
+step() { [[ ",$STEPS," == *",$1,"* ]]; }
+step tests && MLALORA_GPU_CASES="$CASES" run gpu_tests 240 "$B/mlalora_gpu_tests"
+# Sanitizer: every GPU test but the large-tile sweep, on a reduced case count.
+step sanitizer && run sanitizer 500 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 \
+  bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT" "~[tiles]"
+step verify && run verify 120 "$B/mlalora" verify --impl cuda-fused,cuda-split,cublas-naive --config gpu --cases "$CASES" \
+  --seed 1 --out "$OUT/verify-h200.h5" --dump-dir "$OUT/failures" --quiet
+step bench && run bench 220 "$B/mlalora" bench --suite "$SUITE" --out "$OUT/bench-$SUITE.h5"
 cuobjdump --dump-sass "$B/mlalora_gpu_tests" > /tmp/sass.txt 2>/dev/null &&
   echo "SASS: HMMA $(grep -c HMMA /tmp/sass.txt) LDSM $(grep -c LDSM /tmp/sass.txt) LDL $(grep -c 'LDL' /tmp/sass.txt) STL $(grep -c 'STL' /tmp/sass.txt)" | tee "$OUT/sass.txt"
-echo "== gpu tests (tail)"; tail -25 "$OUT/gpu_tests.log"
-echo "== sanitizer"; grep -E "^\[|ERROR SUMMARY|tool" "$OUT"/sanitizer*.log 2>/dev/null | tail -8; tail -6 "$OUT/sanitizer.log"
-echo "== verify"; tail -6 "$OUT/verify.log"
-echo "== bench"; tail -30 "$OUT/bench.log"
+step tests && { echo "== gpu tests (tail)"; tail -25 "$OUT/gpu_tests.log"; }
+step sanitizer && { echo "== sanitizer"; tail -6 "$OUT/sanitizer.log"; }
+step verify && { echo "== verify"; tail -6 "$OUT/verify.log"; }
+step bench && { echo "== bench"; tail -75 "$OUT/bench.log" | cut -c1-118; }
 for k in "${!rc[@]}"; do echo "$k rc=${rc[$k]}"; done
+# At most 8 files come back from the device: pack the logs into one archive.
+(cd "$OUT" && tar czf logs.tgz --remove-files $(ls | grep -v -E '\.h5$|^logs\.tgz$') 2>/dev/null)
+ls "$OUT"
