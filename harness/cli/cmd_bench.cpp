@@ -56,6 +56,10 @@ int run(const BenchCliOptions& o, const Context& ctx) {
   opt.repetitions = o.reps;
   opt.seed = o.seed;
   opt.graphs = !o.no_graphs;
+  opt.checkpoint = [&](const BenchResult& partial) {
+    Status w = write_bench_report(o.out, partial, ctx.command_line, o.seed);
+    if (!w.ok()) std::fprintf(stderr, "checkpoint %s: %s\n", o.out.c_str(), w.message.c_str());
+  };
   BenchResult r;
   st = run_bench(suite, models, opt, &r);
   if (!st.ok()) return fail(st.code == StatusCode::invalid_argument ? 2 : 3, st.message);

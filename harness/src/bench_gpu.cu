@@ -52,6 +52,15 @@ Status time_launch(Launch&& launch, int warmup, int reps, cudaStream_t stream, D
   return st;
 }
 
+// Speedup against the naive baseline of the same shape.
+void fill_speedups(BenchResult* out) {
+  std::map<std::string, double> naive;
+  for (const BenchRow& r : out->rows)
+    if (r.implementation == "cublas-naive" && r.median_us > 0) naive[r.shape.name()] = r.median_us;
+  for (BenchRow& r : out->rows)
+    if (r.median_us > 0 && naive.count(r.shape.name())) r.speedup_vs_naive = naive[r.shape.name()] / r.median_us;
+}
+
 }  // namespace
 
 Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelConfig>& models, const BenchOptions& opt,
@@ -184,18 +193,20 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
       }
       if (*graph) cudaGraphExecDestroy(*graph);
     }
-    if (opt.progress)
+    if (opt.progress) {
       std::fprintf(stderr, "bench %zu/%zu %s\n", si + 1, suite.size(), shape.name().c_str());
+      for (const BenchRow& r : out->rows)
+        if (r.shape.name() == shape.name())
+          std::fprintf(stderr, "  %-13s %-6s %-9s median %9.2f us  floor %8.2f us  %5.1f%% of copy BW\n",
+                       r.implementation.c_str(), r.mode.c_str(), r.disposition.c_str(), r.median_us, r.byte_floor_us,
+                       100 * r.frac_copy_bw);
+    }
+    fill_speedups(out);
+    if (opt.checkpoint) opt.checkpoint(*out);
   }
   cublasDestroy(handle);
   cudaStreamDestroy(stream);
   MLALORA_RETURN_IF_ERROR(overall);
-  // Speedup against the naive baseline of the same shape.
-  std::map<std::string, double> naive;
-  for (const BenchRow& r : out->rows)
-    if (r.implementation == "cublas-naive" && r.median_us > 0) naive[r.shape.name()] = r.median_us;
-  for (BenchRow& r : out->rows)
-    if (r.median_us > 0 && naive.count(r.shape.name())) r.speedup_vs_naive = naive[r.shape.name()] / r.median_us;
   return Status::Ok();
 }
 

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "mlalora/harness/implementation.hpp"
+#include "storage_conversion.hpp"
 #include "mlalora/optimized/cublas_naive.hpp"
 #include "mlalora/reference/error_bound.hpp"
 
@@ -105,36 +106,6 @@ namespace {
 size_t storage_bytes(const ProblemShape& s, TensorId id) {
   return static_cast<size_t>(storage_elems(tensor_shape(s.dims, id), s.layout.of(id))) *
          static_cast<size_t>(dtype_bytes(s.dtype));
-}
-
-std::vector<unsigned char> to_storage(DType dt, const std::vector<float>& v) {
-  const size_t eb = static_cast<size_t>(dtype_bytes(dt));
-  std::vector<unsigned char> out(v.size() * eb);
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t b = to_bits(dt, v[i]);
-    if (eb == 4) {
-      std::memcpy(&out[i * 4], &b, 4);
-    } else {
-      uint16_t h = static_cast<uint16_t>(b);
-      std::memcpy(&out[i * 2], &h, 2);
-    }
-  }
-  return out;
-}
-
-void from_storage(DType dt, const std::vector<unsigned char>& in, std::vector<float>& v) {
-  const size_t eb = static_cast<size_t>(dtype_bytes(dt));
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t b = 0;
-    if (eb == 4) {
-      std::memcpy(&b, &in[i * 4], 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, &in[i * 2], 2);
-      b = h;
-    }
-    v[i] = from_bits(dt, b);
-  }
 }
 
 bool same_shape(const ProblemShape& a, const ProblemShape& b) {

@@ -146,9 +146,20 @@ SideVerdict verify_side(const Problem& p, const ProblemTensors& base, const Host
     for (int64_t h = 0; h < d.H; ++h)
       for (int64_t n = 0; n < N; ++n) logical_in_unchecked_covered[static_cast<size_t>(b.offset(t, h, n))] = 1;
   }
-  for (size_t off = 0; off < b.data.size(); ++off) {
+  // Count in parallel (full-scale outputs are large); walk serially only to
+  // describe the first and last changed element when there are any.
+  const int64_t nstore = static_cast<int64_t>(b.data.size());
+  int64_t untouched = 0, changed = 0;
+#pragma omp parallel for reduction(+ : untouched, changed) schedule(static)
+  for (int64_t k = 0; k < nstore; ++k) {
+    const size_t off = static_cast<size_t>(k);
     if (judged[off] || logical_in_unchecked_covered[off]) continue;
-    ++v.elements_untouched;
+    ++untouched;
+    changed += to_bits(dt, b.data[off]) != to_bits(dt, out.data[off]);
+  }
+  v.elements_untouched = untouched;
+  for (size_t off = 0; changed > 0 && off < b.data.size(); ++off) {
+    if (judged[off] || logical_in_unchecked_covered[off]) continue;
     if (to_bits(dt, b.data[off]) != to_bits(dt, out.data[off])) {
       ++v.written_outside;
       // Recover (t, h, n) for the message when the element is logical.

@@ -9,6 +9,7 @@
 // speed is quoted as a fraction of it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,9 @@ struct BenchOptions {
   int64_t verify_rows = 24;    // covered rows judged against the reference per shape
   uint64_t seed = 1;
   bool progress = true;
+  // Called after each shape with everything measured so far (the CLI writes
+  // the report then, so a run cut short still leaves its rows on disk).
+  std::function<void(const struct BenchResult&)> checkpoint;
 };
 
 struct BenchRow {
