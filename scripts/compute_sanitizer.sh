@@ -49,8 +49,11 @@ for tool in $TOOLS; do
   rc=0
   timeout "$TOOL_TIMEOUT" "$SANITIZER" "${args[@]}" "$BIN" "${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"}" >"$log" 2>&1 || rc=$?
   # "========= ERROR SUMMARY: 3 errors" (racecheck may add hazard counts on the same line).
-  summary="$(grep -E 'ERROR SUMMARY' "$log" | tail -n 1 || true)"
-  if [[ -n "$summary" ]]; then
+  # racecheck prints "RACECHECK SUMMARY: N hazards displayed (E errors, W warnings)".
+  summary="$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1 || true)"
+  if [[ "$summary" == *"RACECHECK SUMMARY"* ]]; then
+    errors="$(sed -E 's/.*\(([0-9]+) errors.*/\1/' <<<"$summary")"
+  elif [[ -n "$summary" ]]; then
     errors="$(sed -E 's/.*ERROR SUMMARY: *([0-9]+).*/\1/' <<<"$summary")"
   else
     errors="?"  # no summary: the tool or the program died before reporting
