@@ -20,6 +20,10 @@ Action add_verify(CLI::App& app, Context& ctx);
 Action add_fma(CLI::App& app, Context& ctx);
 Action add_bench(CLI::App& app, Context& ctx);
 Action add_gate(CLI::App& app, Context& ctx);
+Action add_premerge(CLI::App& app, Context& ctx);
+Action add_golden(CLI::App& app, Context& ctx);
+Action add_check(CLI::App& app, Context& ctx);
+Action add_export(CLI::App& app, Context& ctx);
 
 int fail(int code, const std::string& message);  // prints "mlalora: error: ..." and returns code
 

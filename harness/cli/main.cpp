@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   add("fma", add_fma(app, ctx));
   add("bench", add_bench(app, ctx));
   add("gate", add_gate(app, ctx));
+  add("premerge", add_premerge(app, ctx));
+  add("golden", add_golden(app, ctx));
+  add("check", add_check(app, ctx));
+  add("export", add_export(app, ctx));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,5 @@
+// Placeholder: registers nothing yet (being written).
+#include "commands.hpp"
+namespace mlalora::cli {
+Action add_premerge(CLI::App&, Context&) { return nullptr; }
+}  // namespace mlalora::cli
