@@ -54,3 +54,37 @@ TEST_CASE("every stored reproducer passes every correct implementation", "[regre
   }
   std::printf("replayed %zu reproducers, %d (reproducer, implementation) runs\n", files.size(), replayed);
 }
+
+TEST_CASE("outputs recorded in reproducers are judged again under today's error model", "[regression]") {
+  // A reproducer written from a GPU run carries what the implementation
+  // produced (got_<output>). Re-judging it here needs no GPU: a rounding-model
+  // change that claims to cover an observed failure is checked against the
+  // very outputs that failed.
+  int judged = 0;
+  for (const auto& path : stored_reproducers()) {
+    harness::Reproducer r;
+    Status s = harness::load_reproducer(path, &r);
+    INFO(path << ": " << s.message);
+    REQUIRE(s.ok());
+    auto impl_name = r.attributes.find("implementation");
+    if (impl_name == r.attributes.end()) continue;
+    auto impl = harness::make_implementation(impl_name->second);
+    if (!impl) continue;  // e.g. a mutant or an implementation this binary lacks
+    harness::Case c;
+    c.problem = r.problem;
+    harness::Testbed tb(c, r.tensors);
+    for (Side side : kBothSides) {
+      auto got = r.extras.find(std::string("got_") + tensor_name(output_of(side)));
+      if (got == r.extras.end()) continue;
+      HostTensor out = r.tensors.of(output_of(side));
+      REQUIRE(got->second.data.size() == out.data.size());
+      out.data = got->second.data;
+      harness::SideVerdict v = harness::verify_side(r.problem, r.tensors, out, side, tb.expectation(side),
+                                                    impl->rounding_model(r.problem, side));
+      INFO(path << " [" << impl_name->second << "] recorded output: " << v.describe());
+      CHECK(v.passed());
+      ++judged;
+    }
+  }
+  std::printf("re-judged %d recorded outputs\n", judged);
+}
