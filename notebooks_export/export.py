@@ -73,7 +73,9 @@ def make_kernel_spec(root):
     d = os.path.join(root, "kernels", KERNEL_NAME)
     os.makedirs(d)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # log_level=ERROR: no "running over TCP without encryption" banner per kernel.
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.log_level=ERROR"],
         "display_name": "Python (mlalora export)",
         "language": "python",
     }
@@ -155,7 +157,7 @@ def run_one(name, env, out_dir, timeout, workdir):
         except OSError:
             pass
         die(EXIT_FAILURE, f"writing {dest}: {e}")
-    plots = body.count("data:image/png;base64")
+    plots = body.count('src="data:image/png;base64')
     print(f"export: {name}: executed in {time.time() - t0:.1f}s, {plots} plot(s)", file=sys.stderr)
     return dest
 
@@ -203,7 +205,7 @@ def main(argv=None):
 
     scratch = tempfile.mkdtemp(prefix="mlalora-export-")
     saved_env = {k: os.environ.get(k) for k in
-                 ("JUPYTER_PATH", "IPYTHONDIR", "JUPYTER_PLATFORM_DIRS", "MPLBACKEND", "MPLCONFIGDIR")}
+                 ("JUPYTER_PATH", "IPYTHONDIR", "JUPYTER_PLATFORM_DIRS", "MPLBACKEND")}
     written = []
     try:
         make_kernel_spec(scratch)
@@ -212,7 +214,6 @@ def main(argv=None):
         os.environ["IPYTHONDIR"] = os.path.join(scratch, "ipython")  # no user profile / startup files
         os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
         os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-        os.environ.setdefault("MPLCONFIGDIR", os.path.join(scratch, "mpl"))
         for name, opt, var, _ in NOTEBOOKS:
             if not reports[opt]:
                 continue

@@ -108,8 +108,9 @@ GenConfig golden_gen_config();
 // kAllDTypes[index % 3]; the first draw seed seed*1000003 + index*100003 + k
 // (k = 0, 1, ...) whose case has uncovered rows, a live rank-0 segment, a
 // live empty segment, mixed live ranks, at least one covered row of rank > 0,
-// fits the size budget, and has a permutation (even index) or a padded
-// layout (odd index). *draw_seed receives the seed that was used.
+// S >= 8, H >= 2, fits the size budget (~60 KB of data), and has a
+// permutation (even index) or a padded layout and no permutation (odd
+// index). *draw_seed receives the seed that was used.
 Case golden_case(uint64_t seed, int64_t index, uint64_t* draw_seed = nullptr);
 
 // Short comma-separated list of the contract features a problem exercises:

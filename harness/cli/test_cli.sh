@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CLI contract: --help on every subcommand, exit codes (0 ok, 1 check failed,
+# 2 usage / bad input, 3 I/O), clear messages naming the argument, and a
+# verify report that h5py reads. usage: test_cli.sh path/to/mlalora
+set -uo pipefail
+BIN="$1"
+SRC="$(cd "$(dirname "$0")/../.." && pwd)"
+TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
+fails=0
+expect() {  # expected-exit, grep-pattern (or ""), command...
+  local want="$1" pat="$2"; shift 2
+  "$@" >"$TMP/out" 2>&1; local rc=$?
+  if [[ $rc -ne $want ]] || { [[ -n "$pat" ]] && ! grep -qE "$pat" "$TMP/out"; }; then
+    echo "FAIL: '$*' exited $rc (want $want), output:"; sed 's/^/  | /' "$TMP/out" | head -12; fails=$((fails+1))
+  else
+    echo "ok: $* -> $rc"
+  fi
+}
+for sub in verify fma bench gate premerge golden check export; do
+  if "$BIN" --help | grep -qE "^  $sub "; then expect 0 "Usage|Options" "$BIN" "$sub" --help; fi
+done
+expect 0 "reference-factored" "$BIN" verify --list
+expect 2 "unknown implementation 'nope'" "$BIN" verify --impl nope --out "$TMP/x.h5"
+expect 2 "--out" "$BIN" verify --impl reference-factored
+expect 2 "dtype" "$BIN" verify --impl reference-factored --dtype f8 --out "$TMP/x.h5"
+expect 2 "" "$BIN" verify --cases -3 --out "$TMP/x.h5"
+expect 3 "writing" "$BIN" verify --impl reference-factored --cases 2 --out "$TMP/no/such/dir/x.h5" --quiet
+expect 2 "" "$BIN" no-such-subcommand
+expect 0 "report:" "$BIN" verify --impl reference-factored,reference-materialized --cases 60 --seed 3 --out "$TMP/v.h5" --quiet
+expect 0 "schema ok" python3 "$SRC/reports/check_report.py" "$TMP/v.h5"
+ls "$TMP" | grep -q '\.tmp\.' && { echo "FAIL: temporary report file left behind"; fails=$((fails+1)); }
+expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload 1:1
+expect 2 "not in" "$BIN" fma --model NoSuchModel
+expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
+expect 2 "unknown field" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
+echo "$((fails)) failed"
+[[ $fails -eq 0 ]]
