@@ -139,6 +139,13 @@ def run_one(name, env, out_dir, timeout, workdir):
                 die(EXIT_FAILURE, f"notebook {name}.ipynb has an error output: {out.get('ename')}: "
                                   f"{out.get('evalue')}")
 
+    for k, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                first = (out.get("text") or "").strip().splitlines()[:1]
+                print(f"export: warning: {name}.ipynb cell {k} wrote to stderr: {first[0] if first else ''}",
+                      file=sys.stderr)
+
     exporter = HTMLExporter()
     exporter.embed_images = True
     try:
@@ -205,7 +212,7 @@ def main(argv=None):
 
     scratch = tempfile.mkdtemp(prefix="mlalora-export-")
     saved_env = {k: os.environ.get(k) for k in
-                 ("JUPYTER_PATH", "IPYTHONDIR", "JUPYTER_PLATFORM_DIRS", "MPLBACKEND")}
+                 ("JUPYTER_PATH", "IPYTHONDIR", "JUPYTER_PLATFORM_DIRS", "JUPYTER_RUNTIME_DIR", "MPLBACKEND")}
     written = []
     try:
         make_kernel_spec(scratch)
@@ -213,6 +220,7 @@ def main(argv=None):
                                                 if saved_env["JUPYTER_PATH"] else "")
         os.environ["IPYTHONDIR"] = os.path.join(scratch, "ipython")  # no user profile / startup files
         os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+        os.environ["JUPYTER_RUNTIME_DIR"] = os.path.join(scratch, "runtime")  # connection files
         os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         for name, opt, var, _ in NOTEBOOKS:
             if not reports[opt]:

@@ -31,6 +31,10 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/mlalora-export-test.XXXXXX") || die "mktemp fai
 trap 'rm -rf "$TMP"' EXIT
 echo "test_export: work dir $TMP"
 
+# --- 0. the committed notebooks are what make_notebooks.py writes -----------------
+"$PY" "$HERE/make_notebooks.py" --check ||
+  die "notebooks_export/*.ipynb differ from make_notebooks.py (re-run it and commit both)"
+
 # --- 1. fresh reports ---------------------------------------------------------
 "$MLALORA" verify --impl reference-factored,reference-materialized --cases "$CASES" --seed 1 \
     --out "$TMP/verify.h5" --quiet >"$TMP/verify.log" 2>&1 ||
@@ -60,7 +64,7 @@ check_html() {  # name, minimum plots, report path (printed only in the provenan
   local nl; nl=$(notes "$f")
   [ -z "$nl" ] || die "$1.html skipped something:"$'\n'"$nl"
   grep -qF -- "report: $3" "$f" || die "$1.html does not show the provenance of $3"
-  if grep -q 'application/vnd.jupyter.stderr' "$f"; then
+  if grep -q 'data-mime-type="application/vnd.jupyter.stderr"' "$f"; then
     echo "test_export: warning: $1.html has stderr output (warnings) in some cell" >&2
   fi
   ls "$TMP/html" | grep -q "^\.$1\.html\.tmp" && die "temporary file left behind for $1.html"

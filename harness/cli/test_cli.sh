@@ -10,7 +10,7 @@ fails=0
 expect() {  # expected-exit, grep-pattern (or ""), command...
   local want="$1" pat="$2"; shift 2
   "$@" >"$TMP/out" 2>&1; local rc=$?
-  if [[ $rc -ne $want ]] || { [[ -n "$pat" ]] && ! grep -qE "$pat" "$TMP/out"; }; then
+  if [[ $rc -ne $want ]] || { [[ -n "$pat" ]] && ! grep -qE -- "$pat" "$TMP/out"; }; then
     echo "FAIL: '$*' exited $rc (want $want), output:"; sed 's/^/  | /' "$TMP/out" | head -12; fails=$((fails+1))
   else
     echo "ok: $* -> $rc"
@@ -32,6 +32,6 @@ ls "$TMP" | grep -q '\.tmp\.' && { echo "FAIL: temporary report file left behind
 expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload 1:1
 expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
-expect 2 "unknown field" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
+expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
 echo "$((fails)) failed"
 [[ $fails -eq 0 ]]

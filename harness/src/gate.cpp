@@ -14,6 +14,9 @@
 #include <sstream>
 #include <tuple>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace mlalora::harness {
 
 namespace {
@@ -516,7 +519,9 @@ const std::vector<std::string>& GateReport::strings(const std::string& name) con
   return std::get<std::vector<std::string>>(rows.find(name)->data);
 }
 
-Status load_gate_report(const std::string& path, GateReport* out) {
+namespace {
+
+Status load_in_process(const std::string& path, GateReport* out) {
   GateReport r;
   r.path = path;
   H5Reader rd;
@@ -595,6 +600,154 @@ Status load_gate_report(const std::string& path, GateReport* out) {
   }
   *out = std::move(r);
   return Status::Ok();
+}
+
+// ---- the decode runs in a child process
+//
+// libhdf5 1.10 does not bounds-check variable-length data against its global
+// heap: a corrupted heap object size or vlen length makes H5Dread memcpy past
+// its buffer (found by the byte-flip fuzz in property_tests/cpu/test_gate.cpp).
+// A gate must never crash on a bad artifact, so the file is decoded in a
+// forked child that sends the validated report (or the Status) back through a
+// pipe; a child that dies is reported as a corrupt file. The parent process
+// never runs libhdf5 on the file.
+
+struct Wire {
+  std::string buf;
+  void u64(uint64_t v) { buf.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void f64(double v) { buf.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(const std::string& s) { u64(s.size()), buf += s; }
+};
+
+struct WireIn {
+  const std::string& buf;
+  size_t pos = 0;
+  bool ok = true;
+  bool take(void* dst, size_t n) {
+    if (!ok || buf.size() - pos < n) return ok = false;
+    std::memcpy(dst, buf.data() + pos, n);
+    pos += n;
+    return true;
+  }
+  uint64_t u64() { uint64_t v = 0; take(&v, sizeof v); return v; }
+  double f64() { double v = 0; take(&v, sizeof v); return v; }
+  std::string str() {
+    uint64_t n = u64();
+    if (!ok || n > buf.size() - pos) return ok = false, std::string();
+    std::string s = buf.substr(pos, n);
+    pos += n;
+    return s;
+  }
+};
+
+std::string encode(const Status& st, const GateReport& r) {
+  Wire w;
+  w.u64(static_cast<uint64_t>(st.code)), w.str(st.message);
+  if (!st.ok()) return w.buf;
+  w.u64(static_cast<uint64_t>(r.kind)), w.str(r.device), w.str(r.time_utc), w.str(r.git_commit), w.str(r.host);
+  w.f64(r.copy_bandwidth);
+  w.u64(r.rows.columns.size());
+  for (const auto& c : r.rows.columns) {
+    w.str(c.name);
+    if (auto* i = std::get_if<std::vector<int64_t>>(&c.data)) {
+      w.u64(0), w.u64(i->size());
+      for (int64_t v : *i) w.u64(static_cast<uint64_t>(v));
+    } else if (auto* d = std::get_if<std::vector<double>>(&c.data)) {
+      w.u64(1), w.u64(d->size());
+      for (double v : *d) w.f64(v);
+    } else {
+      const auto& s = std::get<std::vector<std::string>>(c.data);
+      w.u64(2), w.u64(s.size());
+      for (const auto& v : s) w.str(v);
+    }
+  }
+  return w.buf;
+}
+
+Status decode(const std::string& buf, const std::string& path, GateReport* out) {
+  WireIn in{buf};
+  Status st;
+  st.code = static_cast<StatusCode>(in.u64());
+  st.message = in.str();
+  if (in.ok && !st.ok()) return st;
+  GateReport r;
+  r.path = path;
+  r.kind = static_cast<GateReportKind>(in.u64());
+  r.device = in.str(), r.time_utc = in.str(), r.git_commit = in.str(), r.host = in.str();
+  r.copy_bandwidth = in.f64();
+  const uint64_t ncols = in.u64();
+  for (uint64_t c = 0; in.ok && c < ncols; ++c) {
+    H5Table::Column col;
+    col.name = in.str();
+    const uint64_t type = in.u64(), n = in.u64();
+    if (!in.ok || n > buf.size()) break;  // every element takes at least one byte
+    if (type == 0) {
+      std::vector<int64_t> v(n);
+      for (auto& x : v) x = static_cast<int64_t>(in.u64());
+      col.data = std::move(v);
+    } else if (type == 1) {
+      std::vector<double> v(n);
+      for (auto& x : v) x = in.f64();
+      col.data = std::move(v);
+    } else {
+      std::vector<std::string> v(n);
+      for (auto& x : v) x = in.str();
+      col.data = std::move(v);
+    }
+    r.rows.columns.push_back(std::move(col));
+  }
+  if (!in.ok || in.pos != buf.size())
+    return Status::IoError(path + ": internal error: the report decoder's reply was cut short");
+  *out = std::move(r);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status load_gate_report(const std::string& path, GateReport* out) {
+  int fds[2];
+  if (::pipe(fds) != 0) return load_in_process(path, out);  // cannot isolate: decode here
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]), ::close(fds[1]);
+    return load_in_process(path, out);
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    GateReport r;
+    Status st = load_in_process(path, &r);
+    const std::string msg = encode(st, r);
+    size_t done = 0;
+    while (done < msg.size()) {
+      ssize_t k = ::write(fds[1], msg.data() + done, msg.size() - done);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) ::_exit(2);
+      done += static_cast<size_t>(k);
+    }
+    ::close(fds[1]);
+    ::_exit(0);  // no atexit handlers, no stdio flush of the parent's buffers
+  }
+  ::close(fds[1]);
+  std::string reply;
+  char chunk[65536];
+  for (;;) {
+    ssize_t k = ::read(fds[0], chunk, sizeof chunk);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    reply.append(chunk, static_cast<size_t>(k));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status))
+    return Status::IoError(path + ": corrupt file: the HDF5 library crashed (signal " +
+                           std::to_string(WTERMSIG(status)) + ") decoding it");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Status::IoError(path + ": corrupt file: decoding it failed (child exit status " +
+                           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");
+  return decode(reply, path, out);
 }
 
 Status find_newest_report(const std::string& dir, GateReportKind kind, std::string* found,

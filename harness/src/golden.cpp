@@ -562,27 +562,28 @@ Case golden_case(uint64_t seed, int64_t index, uint64_t* draw_seed) {
   cfg.dtypes = {kAllDTypes[static_cast<size_t>(index % 3)]};
   constexpr int64_t kBudget = 60 * 1024;
   const uint64_t start = seed * 1000003ULL + static_cast<uint64_t>(index) * 100003ULL;
-  Case fallback;
-  bool have_fallback = false;
-  uint64_t fallback_seed = start;
-  for (uint64_t k = 0; k < 200000; ++k) {
+  // The first draw meeting every requirement; failing that (not seen for the
+  // shipped seeds), the first draw meeting the most of them.
+  Case best;
+  int best_score = -1;
+  uint64_t best_seed = start;
+  for (uint64_t k = 0; k < 100000; ++k) {
     Case c = sample_case(cfg, start + k, 50);
     const Problem& p = c.problem;
     const Features f = features_of(p);
-    if (!f.live_positive || p.dims().S < 8 || p.dims().H < 2 || estimated_bytes(p) > kBudget) continue;
-    if (!have_fallback) {
-      fallback = c;
-      fallback_seed = start + k;
-      have_fallback = true;
-    }
+    if (!f.live_positive || estimated_bytes(p) > kBudget) continue;
     const bool layout_ok = index % 2 == 0 ? f.perm : (f.strided && !f.perm);
-    if (layout_ok && f.rank0 && f.empty_segment && f.uncovered && f.mixed) {
-      if (draw_seed) *draw_seed = start + k;
-      return c;
+    const int score = (p.dims().S >= 8) + (p.dims().H >= 2) + layout_ok + f.rank0 + f.empty_segment + f.uncovered +
+                      f.mixed;
+    if (score > best_score) {
+      best = c;
+      best_score = score;
+      best_seed = start + k;
     }
+    if (score == 7) break;
   }
-  if (draw_seed) *draw_seed = fallback_seed;
-  return fallback;
+  if (draw_seed) *draw_seed = best_seed;
+  return best;
 }
 
 // --- Candidates ---------------------------------------------------------
