@@ -20,7 +20,7 @@ struct GoldenOptions {
   uint64_t seed = 20261128;
 };
 
-int run_golden(const GoldenOptions& o, const Context& ctx) {
+int run_golden(const GoldenOptions& o, const Context&) {
   using namespace mlalora::harness;
   namespace fs = std::filesystem;
   if (o.out.empty()) return fail(2, "--out DIR is required");
@@ -39,12 +39,13 @@ int run_golden(const GoldenOptions& o, const Context& ctx) {
     const std::string name = "golden_" + std::to_string(i) + "_" + dtype_name(c.problem.shape.dtype) + ".h5";
     const std::string path = (fs::path(o.out) / name).string();
     std::map<std::string, std::string> attrs{
-        {"generator", "mlalora::harness::golden_case (golden_gen_config, sample_case size 50)"},
+        {"generator", "mlalora::harness::golden_case (golden_gen_config, sample_case size 100)"},
         {"generator_seed", std::to_string(draw_seed)},
         {"golden_set_seed", std::to_string(o.seed)},
         {"golden_index", std::to_string(i)},
         {"features", golden_features(c.problem)},
-        {"command_line", ctx.command_line},
+        {"regenerate", "mlalora golden --out DIR --count " + std::to_string(o.count) + " --seed " +
+                           std::to_string(o.seed)},
     };
     Status st = write_golden(path, c, attrs);
     if (!st.ok()) return fail(st.code == StatusCode::io_error ? 3 : 2, st.message);

@@ -568,7 +568,7 @@ Case golden_case(uint64_t seed, int64_t index, uint64_t* draw_seed) {
   int best_score = -1;
   uint64_t best_seed = start;
   for (uint64_t k = 0; k < 100000; ++k) {
-    Case c = sample_case(cfg, start + k, 50);
+    Case c = sample_case(cfg, start + k, 100);
     const Problem& p = c.problem;
     const Features f = features_of(p);
     if (!f.live_positive || estimated_bytes(p) > kBudget) continue;
