@@ -15,6 +15,7 @@
 #include <sstream>
 #include <tuple>
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -718,6 +719,7 @@ Status load_gate_report(const std::string& path, GateReport* out) {
     ::close(fds[0]);
     // Die quietly on a crash (a test framework's handlers would report it from the child).
     for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) std::signal(sig, SIG_DFL);
+    if (int devnull = ::open("/dev/null", O_WRONLY); devnull >= 0) ::dup2(devnull, 2), ::close(devnull);  // glibc's "free(): ..." noise
     GateReport r;
     Status st = load_in_process(path, &r);
     const std::string msg = encode(st, r);
