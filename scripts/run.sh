@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: set up, build, then
 #   1. verify every implementation this machine can run on generated problems
-#      (CUDA ones too when a GPU is present) -> reports/verify-<host>.h5
-#   2. the FMA-savings report for all model configs -> reports/fma.h5
+#      (CUDA ones too when a GPU is present) -> reports/local/verify-<host>.h5
+#   2. the FMA-savings report for all model configs -> reports/local/fma.h5
 # Usage: scripts/run.sh [--cases N] [--seed S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +21,9 @@ cmake --preset release >/dev/null
 cmake --build --preset release
 MLALORA=build/harness/mlalora
 IMPLS=$("$MLALORA" verify --list | awk 'NR>1 && ($2=="no" || gpu) {print $1}' gpu="$(nvidia-smi -L >/dev/null 2>&1 && echo 1)" | paste -sd,)
-mkdir -p reports
+mkdir -p reports/local
 echo "== verify: $IMPLS, $CASES cases, seed $SEED"
 "$MLALORA" verify --impl "$IMPLS" --cases "$CASES" --seed "$SEED" --config "$(nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)" \
-  --out "reports/verify-$(hostname).h5" --dump-dir reports/failures
+  --out "reports/local/verify-$(hostname).h5" --dump-dir reports/local/failures
 echo "== fma: FMA and byte savings versus naive materialisation"
-"$MLALORA" fma --out reports/fma.h5
+"$MLALORA" fma --out reports/local/fma.h5

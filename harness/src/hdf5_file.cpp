@@ -671,8 +671,12 @@ Status H5Reader::read_attr_string(const std::string& obj_path, const std::string
   auto err = [&](const std::string& what) {
     return fail(StatusCode::io_error, obj_path, "attribute '" + name + "': " + what);
   };
+  // Read with the stored character set (h5py writes bytes as ASCII, str as
+  // UTF-8): HDF5 has no conversion path between the two.
+  const H5T_cset_t cset = H5Tget_cset(t.get());
   if (H5Tis_variable_str(t.get()) > 0) {
     Handle mt = vlen_string_type();
+    if (cset >= 0) H5Tset_cset(mt.get(), cset);
     char* p = nullptr;
     if (H5Aread(a.get(), mt.get(), &p) < 0) return err("cannot read string");
     *out = p ? std::string(p) : std::string();
@@ -684,6 +688,7 @@ Status H5Reader::read_attr_string(const std::string& obj_path, const std::string
   if (n == 0 || n > (size_t{1} << 30)) return err("implausible string size " + std::to_string(n));
   H5T_str_t pad = H5Tget_strpad(t.get());
   Handle mt = fixed_string_type(n);
+  if (cset >= 0) H5Tset_cset(mt.get(), cset);
   std::vector<char> buf(n + 1, '\0');
   if (H5Aread(a.get(), mt.get(), buf.data()) < 0) return err("cannot read string");
   *out = trim_fixed(buf.data(), n, pad);

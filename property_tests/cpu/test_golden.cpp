@@ -130,7 +130,7 @@ ProblemTensors reference_outputs(const Golden& g) {
   return io;
 }
 
-Candidate candidate_from(const Golden& g, const ProblemTensors& out, const std::string& name = "test") {
+Candidate candidate_from(const Golden&, const ProblemTensors& out, const std::string& name = "test") {
   Candidate c;
   c.name = name;
   c.q_nope_out = out.q_nope_out;
