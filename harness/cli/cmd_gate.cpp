@@ -108,9 +108,8 @@ int run_gate_cli(const GateCliOptions& o) {
     return 0;
   }
   const auto& w = res.violations.front();
-  std::printf("\ngate: FAIL (%zu violation%s) %s; worst: %s %s %s (%s > %s)\n", total, total == 1 ? "" : "s",
-              what.c_str(), w.rule.c_str(), w.implementation.c_str(), w.key.c_str(), fmt_value(w.value).c_str(),
-              fmt_value(w.limit).c_str());
+  std::printf("\ngate: FAIL (%zu violation%s) %s; worst: %s %s %s: %s\n", total, total == 1 ? "" : "s",
+              what.c_str(), w.rule.c_str(), w.implementation.c_str(), w.key.c_str(), clip(w.detail, 100).c_str());
   return 1;
 }
 

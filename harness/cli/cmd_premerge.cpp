@@ -60,6 +60,9 @@ struct Step {
 };
 
 std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./,=:+-") ==
+                        std::string::npos)
+    return s;
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return q + "'";
@@ -186,7 +189,9 @@ int run_premerge(const PremergeOptions& o, const Context&) {
   // is never its own baseline even when --out-dir is inside --baseline-dir.
   std::string base_err, base_tp;
   std::vector<std::string> notes;
-  if (fs::is_directory(o.baseline_dir, ec)) {
+  if (!gpu) {
+    // The CPU verify report is gated alone: committed baselines are GPU runs.
+  } else if (fs::is_directory(o.baseline_dir, ec)) {
     find_newest_report(o.baseline_dir, GateReportKind::error_report, &base_err, &notes);
     find_newest_report(o.baseline_dir, GateReportKind::throughput_report, &base_tp, &notes);
   } else {
@@ -196,8 +201,11 @@ int run_premerge(const PremergeOptions& o, const Context&) {
   std::printf("premerge: %s\n", gpu ? ("GPU " + gpu_device_name()).c_str()
                                     : ("NO GPU (" + why_not + "): running the CPU checks only").c_str());
   std::printf("  out-dir %s, baseline-dir %s\n", o.out_dir.c_str(), o.baseline_dir.c_str());
-  std::printf("  baselines: error-report %s, throughput-report %s\n", base_err.empty() ? "(none)" : base_err.c_str(),
-              base_tp.empty() ? "(none)" : base_tp.c_str());
+  if (gpu)
+    std::printf("  baselines: error-report %s, throughput-report %s\n", base_err.empty() ? "(none)" : base_err.c_str(),
+                base_tp.empty() ? "(none)" : base_tp.c_str());
+  else
+    std::printf("  baselines: not used (the committed baselines are GPU runs; the CPU report is gated alone)\n");
   for (const auto& n : notes) std::printf("  note: %s\n", n.c_str());
 
   std::vector<Step> steps;

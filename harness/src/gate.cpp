@@ -1,6 +1,7 @@
 #include "mlalora/harness/gate.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <tuple>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -612,7 +614,8 @@ Status load_in_process(const std::string& path, GateReport* out) {
 // A gate must never crash on a bad artifact, so the file is decoded in a
 // forked child that sends the validated report (or the Status) back through a
 // pipe; a child that dies is reported as a corrupt file. The parent process
-// never runs libhdf5 on the file.
+// never runs libhdf5 on the file. Some corruptions make libhdf5 loop forever
+// instead: the child is killed after timeout_seconds.
 
 struct Wire {
   std::string buf;
@@ -706,7 +709,7 @@ Status decode(const std::string& buf, const std::string& path, GateReport* out) 
 
 }  // namespace
 
-Status load_gate_report(const std::string& path, GateReport* out) {
+Status load_gate_report(const std::string& path, GateReport* out, double timeout_seconds) {
   int fds[2];
   if (::pipe(fds) != 0) return load_in_process(path, out);  // cannot isolate: decode here
   std::fflush(nullptr);
@@ -736,15 +739,34 @@ Status load_gate_report(const std::string& path, GateReport* out) {
   ::close(fds[1]);
   std::string reply;
   char chunk[65536];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  bool timed_out = false;
   for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    int pr = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr < 0) break;
+    if (pr == 0) continue;
     ssize_t k = ::read(fds[0], chunk, sizeof chunk);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) break;
     reply.append(chunk, static_cast<size_t>(k));
   }
   ::close(fds[0]);
+  if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g", timeout_seconds);
+    return Status::IoError(path + ": corrupt file: decoding it did not finish within " + secs +
+                           " s (the HDF5 library looped on it)");
   }
   if (WIFSIGNALED(status))
     return Status::IoError(path + ": corrupt file: the HDF5 library crashed (signal " +
@@ -787,8 +809,8 @@ Status run_gate(const GateReport& nw, const GateReport* baseline, const GatePoli
   *out = GateResult{};
   out->kind = nw.kind;
   if (baseline && baseline->kind != nw.kind)
-    return Status::Invalid("baseline " + baseline->path + " is an " + gate_report_kind_name(baseline->kind) +
-                           " but " + nw.path + " is an " + gate_report_kind_name(nw.kind) +
+    return Status::Invalid("baseline " + baseline->path + " is of kind " + gate_report_kind_name(baseline->kind) +
+                           " but " + nw.path + " is of kind " + gate_report_kind_name(nw.kind) +
                            ": a gate compares reports of one kind");
   if (nw.num_rows() == 0) {
     if (pol.allow_empty_report)

@@ -690,7 +690,7 @@ void fuzz_report(const std::string& label, const std::string& good, uint64_t see
     put_bytes(f, m);
     INFO(label << " iteration " << it << " mode " << mode);
     GateReport r;
-    Status st = load_gate_report(f, &r);
+    Status st = load_gate_report(f, &r, /*timeout_seconds=*/3);
     if (!st.ok()) {
       ++refused;
       REQUIRE(!st.message.empty());
@@ -709,7 +709,7 @@ void fuzz_report(const std::string& label, const std::string& good, uint64_t see
     }
   }
   std::printf("[gate] %s fuzz: %d loaded (%d of them pass the gate), %d refused with a clear error "
-              "(%d of them after libhdf5 crashed in the isolated decoder)\n",
+              "(%d of them: libhdf5 crashed or hung in the isolated decoder)\n",
               label.c_str(), loaded, gated_pass, refused, crashed);
   CHECK(loaded + refused == iters);
 }
@@ -774,6 +774,11 @@ TEST_CASE("gate: the committed H200 reports load and gate", "[gate]") {
   if (fs::exists(verify)) {
     GateReport v = load_ok(verify);
     CHECK(v.kind == GateReportKind::error_report);
+    // A decoder that does not finish in time is killed and reported (the guard against libhdf5 looping).
+    GateReport late;
+    Status st = load_gate_report(verify, &late, /*timeout_seconds=*/1e-6);
+    CHECK(st.code == StatusCode::io_error);
+    CHECK_THAT(st.message, Catch::Contains("did not finish"));
     GateResult rv = gate(verify);
     // The 2026-11-28 run has two cublas-naive rows judged incorrect under the
     // older rounding model: exactly those, nothing else.

@@ -85,7 +85,13 @@ struct GateReport {
 // not a gateable mlalora report (wrong/missing kind, schema_version, a missing
 // or mistyped column, an insane value); the message names the file and the
 // attribute or column (and the row for values).
-Status load_gate_report(const std::string& path, GateReport* out);
+//
+// libhdf5 1.10 can crash (unchecked variable-length heap reads) or loop
+// forever on some corrupt files, so the file is decoded in a forked child
+// process and the validated report comes back through a pipe; a child that
+// crashes, or runs past timeout_seconds (then killed), is an io_error
+// "corrupt file: ...". This process never decodes the file itself.
+Status load_gate_report(const std::string& path, GateReport* out, double timeout_seconds = 120);
 
 // The newest report of `kind` in `dir` (by provenance time_utc, then file
 // name), skipping files that do not load. *found is empty when there is none;
