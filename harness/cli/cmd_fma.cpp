@@ -107,9 +107,9 @@ int run_fma(const FmaOptions& o, const Context& ctx) {
   std::vector<int64_t> tp_col, H_col, rank_col, tok_col, used_col, layers_col, nf_layer, ff_layer, nb_layer, fb_layer,
       nf_step, ff_step, mat_col;
   std::vector<double> fma_ratio, byte_ratio;
-  std::printf("%-18s %3s %4s %5s %7s %5s %14s %16s %16s %9s %9s\n", "model", "tp", "H", "rank", "tokens", "adapt",
+  if (!o.quiet_table) std::printf("%-18s %3s %4s %5s %7s %5s %14s %16s %16s %9s %9s\n", "model", "tp", "H", "rank", "tokens", "adapt",
               "materialise", "naive FMA/layer", "factored/layer", "FMA x", "bytes x");
-  if (!o.bench.empty()) std::printf("%*s %10s %10s %7s\n", 117, "", "fused us", "naive us", "time x");
+  if (!o.quiet_table && !o.bench.empty()) std::printf("%*s %10s %10s %7s\n", 117, "", "fused us", "naive us", "time x");
   std::vector<std::tuple<const ModelConfig*, int64_t, int64_t, int64_t, int64_t>> grid;
   if (o.bench.empty()) {
     for (const auto& m : chosen)
