@@ -2,6 +2,8 @@
 // the rules on one report, baseline comparisons, and robustness against
 // malformed, truncated, mistyped and randomly corrupted report files.
 #include <catch2/catch.hpp>
+
+#include "test_files.hpp"
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,33 +30,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct GateTempDir {
-  fs::path dir;
-  GateTempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("mlalora_gate_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~GateTempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
 
-std::vector<char> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
-void put_bytes(const std::string& p, const std::vector<char>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
 
-void put_text(const std::string& p, const std::string& s) { put_bytes(p, std::vector<char>(s.begin(), s.end())); }
+void put_text(const std::string& p, const std::string& s) { mlalora::test::write_bytes(p, std::vector<char>(s.begin(), s.end())); }
 
 // ---- crafted error reports
 
@@ -276,7 +255,7 @@ TEST_CASE("gate: malformed policies are rejected naming file:line", "[gate]") {
     for (const char* e : b.expect) CHECK_THAT(st.message, Catch::Contains(e));
     CHECK(p.max_error_bound_ratio == before.max_error_bound_ratio);  // unchanged on error
   }
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   GatePolicy p;
   Status st = GatePolicy::load(tmp("missing.txt"), &p);
   CHECK(st.code == StatusCode::io_error);
@@ -291,7 +270,7 @@ TEST_CASE("gate: malformed policies are rejected naming file:line", "[gate]") {
 // ---------------------------------------------------------------- error reports, NEW alone
 
 TEST_CASE("gate: a healthy error report passes", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   write_error_report(tmp("new.h5"), healthy_rows());
   GateResult r = gate(tmp("new.h5"));
   CHECK(r.passed());
@@ -300,7 +279,7 @@ TEST_CASE("gate: a healthy error report passes", "[gate]") {
 }
 
 TEST_CASE("gate: a real ErrorReport from the reference implementations passes", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   ErrorReport report;
   auto impl = make_implementation("reference-factored");
   REQUIRE(impl);
@@ -315,7 +294,7 @@ TEST_CASE("gate: a real ErrorReport from the reference implementations passes", 
 }
 
 TEST_CASE("gate: an incorrect row fails, worst first", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   auto rows = healthy_rows();
   rows[7].disposition = "incorrect", rows[7].ratio = 4.0, rows[7].message = "3 bound violations";
   rows[3].ratio = 1.3;  // passed but over the bound: a lesser violation
@@ -335,7 +314,7 @@ TEST_CASE("gate: an incorrect row fails, worst first", "[gate]") {
 }
 
 TEST_CASE("gate: a max error/bound ratio of 1.3 fails", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   auto rows = healthy_rows();
   rows[4].ratio = 1.3;
   write_error_report(tmp("new.h5"), rows);
@@ -364,7 +343,7 @@ TEST_CASE("gate: a max error/bound ratio of 1.3 fails", "[gate]") {
 }
 
 TEST_CASE("gate: NaN introduced, finite lost, written outside each fail", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   for (const char* what : {"nonfinite-introduced", "nonfinite-lost", "written-outside"}) {
     INFO(what);
     auto rows = healthy_rows();
@@ -383,7 +362,7 @@ TEST_CASE("gate: NaN introduced, finite lost, written outside each fail", "[gate
 }
 
 TEST_CASE("gate: an empty report fails unless allowed", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   write_error_report(tmp("empty.h5"), {});
   GateResult r = gate(tmp("empty.h5"));
   REQUIRE(r.violations.size() == 1);
@@ -396,7 +375,7 @@ TEST_CASE("gate: an empty report fails unless allowed", "[gate]") {
 // ---------------------------------------------------------------- error reports vs baseline
 
 TEST_CASE("gate: error growth against a baseline", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   write_error_report(tmp("base.h5"), healthy_rows(6, 0.2));
   SECTION("the same errors pass") {
     write_error_report(tmp("new.h5"), healthy_rows(6, 0.2));
@@ -453,7 +432,7 @@ TEST_CASE("gate: error growth against a baseline", "[gate]") {
 // ---------------------------------------------------------------- throughput reports
 
 TEST_CASE("gate: throughput reports", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   write_tp_report(tmp("base.h5"), healthy_tp(1.0));
   SECTION("same medians pass") {
     write_tp_report(tmp("new.h5"), healthy_tp(1.0));
@@ -530,7 +509,7 @@ TEST_CASE("gate: throughput reports", "[gate]") {
 // ---------------------------------------------------------------- malformed files
 
 TEST_CASE("gate: unreadable, wrong-kind, truncated and mistyped reports give clear errors", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   const std::string good = tmp("good.h5");
   write_error_report(good, healthy_rows());
   auto expect_error = [&](const std::string& path, StatusCode code, std::vector<std::string> needles) {
@@ -549,10 +528,10 @@ TEST_CASE("gate: unreadable, wrong-kind, truncated and mistyped reports give cle
   expect_error(tmp("zero.h5"), StatusCode::io_error, {});
   expect_error(tmp.dir.string(), StatusCode::io_error, {});
 
-  const std::vector<char> bytes = file_bytes(good);
+  const std::vector<char> bytes = mlalora::test::read_bytes(good);
   for (size_t cut : {size_t{8}, size_t{100}, bytes.size() / 3, bytes.size() / 2, bytes.size() - 16}) {
     INFO("truncated to " << cut);
-    put_bytes(tmp("trunc.h5"), std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut)));
+    mlalora::test::write_bytes(tmp("trunc.h5"), std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut)));
     GateReport r;
     Status st = load_gate_report(tmp("trunc.h5"), &r);
     CHECK(!st.ok());
@@ -671,7 +650,7 @@ TEST_CASE("gate: unreadable, wrong-kind, truncated and mistyped reports give cle
 
 namespace {
 void fuzz_report(const std::string& label, const std::string& good, uint64_t seed, int iters) {
-  const std::vector<char> bytes = file_bytes(good);
+  const std::vector<char> bytes = mlalora::test::read_bytes(good);
   REQUIRE(!bytes.empty());
   GateReport pristine = load_ok(good);
   std::mt19937_64 rng(seed);
@@ -687,7 +666,7 @@ void fuzz_report(const std::string& label, const std::string& good, uint64_t see
       m[pos] = static_cast<char>(m[pos] ^ static_cast<char>(1 + rng() % 255));
     }
     if (mode == 3) m.resize(static_cast<size_t>(rng() % m.size()));
-    put_bytes(f, m);
+    mlalora::test::write_bytes(f, m);
     INFO(label << " iteration " << it << " mode " << mode);
     GateReport r;
     Status st = load_gate_report(f, &r, /*timeout_seconds=*/3);
@@ -723,7 +702,7 @@ TEST_CASE("gate: byte-flip fuzz of an error report and a throughput report never
               static_cast<unsigned long long>(seed), iters);
   std::fflush(stdout);
   INFO("MLALORA_FUZZ_SEED=" << seed);
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   auto rows = healthy_rows(4, 0.3);
   rows[2].ratio = 1.2;  // one violation, so a flip can also change the verdict
   write_error_report(tmp("err.h5"), rows);
@@ -735,7 +714,7 @@ TEST_CASE("gate: byte-flip fuzz of an error report and a throughput report never
 // ---------------------------------------------------------------- baselines and committed reports
 
 TEST_CASE("gate: find_newest_report picks the newest of a kind", "[gate]") {
-  GateTempDir tmp;
+  mlalora::test::TempDir tmp{"gate"};
   write_error_report(tmp("a-old.h5"), healthy_rows(), "2026-11-01T00:00:00Z");
   write_error_report(tmp("z-older.h5"), healthy_rows(), "2026-10-01T00:00:00Z");
   write_error_report(tmp("m-new.h5"), healthy_rows(), "2026-12-24T00:00:00Z");
@@ -749,7 +728,7 @@ TEST_CASE("gate: find_newest_report picks the newest of a kind", "[gate]") {
   CHECK(any_contains(notes, "junk.h5"));
   REQUIRE(find_newest_report(tmp.dir.string(), GateReportKind::throughput_report, &found).ok());
   CHECK(fs::path(found).filename() == "tp.h5");
-  GateTempDir empty;
+  mlalora::test::TempDir empty{"gate"};
   REQUIRE(find_newest_report(empty.dir.string(), GateReportKind::error_report, &found).ok());
   CHECK(found.empty());
   CHECK(!find_newest_report(tmp("nope"), GateReportKind::error_report, &found).ok());

@@ -2,6 +2,8 @@
 // and deliberately wrong candidates, clear errors on bad files, a byte-flip
 // fuzz of a golden file, and the committed datasets/golden/*.h5.
 #include <catch2/catch.hpp>
+
+#include "test_files.hpp"
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -29,31 +31,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct GoldenTempDir {
-  fs::path dir;
-  GoldenTempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("mlalora_golden_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~GoldenTempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
 
-std::vector<char> slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
-void spill(const std::string& p, const std::vector<char>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
 
 template <typename T>
 void put_dataset(const std::string& file, const std::string& path, hid_t type, const std::vector<T>& data,
@@ -157,7 +136,7 @@ Golden sample_golden(int64_t index, uint64_t seed = 7) {
   return make_golden(c, make_tensors(c), {{"test", "1"}});
 }
 
-std::string golden_on_disk(const GoldenTempDir& tmp, const std::string& name, int64_t index) {
+std::string golden_on_disk(const mlalora::test::TempDir& tmp, const std::string& name, int64_t index) {
   const std::string path = tmp(name);
   Case c = golden_case(7, index);
   Status st = write_golden(path, c, {{"test", "1"}});
@@ -174,7 +153,7 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }  // namespace
 
 TEST_CASE("golden: write/read round trip keeps every field", "[golden]") {
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   for (int64_t index = 0; index < 3; ++index) {
     Case c = golden_case(11, index);
     INFO(c);
@@ -248,7 +227,7 @@ TEST_CASE("golden: the golden set covers the contract's features and stays small
 }
 
 TEST_CASE("golden: the reference output passes, perturbed candidates fail", "[golden]") {
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   for (int64_t index = 0; index < 6; ++index) {
     Golden g = sample_golden(index);
     INFO(g.test_case);
@@ -371,7 +350,7 @@ TEST_CASE("golden: the reference output passes, perturbed candidates fail", "[go
 }
 
 TEST_CASE("golden: the error report has one row per side", "[golden]") {
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   Golden g = sample_golden(1);
   ProblemTensors ref = reference_outputs(g);
   GoldenVerdict v = judge_candidate(g, candidate_from(g, ref, "mine"), *golden_rounding_model("factored-tc", DType::f16));
@@ -391,7 +370,7 @@ TEST_CASE("golden: the error report has one row per side", "[golden]") {
 }
 
 TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   const std::string good = golden_on_disk(tmp, "good.h5", 0);
   Golden g0;
   REQUIRE(read_golden(good, &g0).ok());
@@ -405,10 +384,10 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
     CHECK_THAT(st.message, Catch::Contains("nope.h5"));
   }
   {  // truncated
-    std::vector<char> b = slurp(good);
+    std::vector<char> b = mlalora::test::read_bytes(good);
     for (size_t keep : {size_t{0}, size_t{100}, b.size() / 2, b.size() - 1}) {
       const std::string f = tmp("trunc.h5");
-      spill(f, std::vector<char>(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(keep)));
+      mlalora::test::write_bytes(f, std::vector<char>(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(keep)));
       Golden g;
       Status st = read_golden(f, &g);
       INFO(keep << ": " << st.message);
@@ -507,7 +486,7 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
 }
 
 TEST_CASE("golden: bad candidate files give clear errors", "[golden]") {
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   Golden g = sample_golden(2);  // bf16
   REQUIRE(g.test_case.problem.shape.dtype == DType::bf16);
   const Dims d = g.test_case.problem.dims();
@@ -581,9 +560,9 @@ TEST_CASE("golden: bad candidate files give clear errors", "[golden]") {
     Status st = read_candidate(tmp("absent.h5"), g, &c);
     CHECK(st.code == StatusCode::io_error);
     CHECK_THAT(st.message, Catch::Contains("absent.h5"));
-    std::vector<char> b = slurp(good);
+    std::vector<char> b = mlalora::test::read_bytes(good);
     const std::string f = tmp("trunc_cand.h5");
-    spill(f, std::vector<char>(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(b.size() / 2)));
+    mlalora::test::write_bytes(f, std::vector<char>(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(b.size() / 2)));
     st = read_candidate(f, g, &c);
     CHECK_FALSE(st.ok());
     CHECK_THAT(st.message, Catch::Contains("trunc_cand.h5"));
@@ -597,12 +576,12 @@ TEST_CASE("golden: byte-flip fuzz of a golden file never crashes", "[golden]") {
               static_cast<unsigned long long>(seed), iters);
   std::fflush(stdout);
   INFO("MLALORA_FUZZ_SEED=" << seed);
-  GoldenTempDir tmp;
+  mlalora::test::TempDir tmp{"golden"};
   const std::string good = golden_on_disk(tmp, "good.h5", static_cast<int64_t>(seed % 6));
   Golden g0;
   REQUIRE(read_golden(good, &g0).ok());
   const ProblemTensors ref0 = reference_outputs(g0);
-  const std::vector<char> bytes = slurp(good);
+  const std::vector<char> bytes = mlalora::test::read_bytes(good);
   std::mt19937_64 rng(seed);
   int loaded = 0, refused = 0;
   for (int it = 0; it < iters; ++it) {
@@ -616,7 +595,7 @@ TEST_CASE("golden: byte-flip fuzz of a golden file never crashes", "[golden]") {
     }
     if (mode == 3) m.resize(static_cast<size_t>(rng() % m.size()));
     const std::string f = tmp("fuzz.h5");
-    spill(f, m);
+    mlalora::test::write_bytes(f, m);
     INFO("iteration " << it << " mode " << mode);
     Golden g;
     Status st = read_golden(f, &g);

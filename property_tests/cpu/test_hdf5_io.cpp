@@ -2,6 +2,8 @@
 // round trips, atomic writes, and robustness against missing, foreign,
 // truncated, mistyped and randomly corrupted files.
 #include <catch2/catch.hpp>
+
+#include "test_files.hpp"
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -33,31 +35,8 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:libhdf5\n"; 
 namespace {
 
 // A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("mlalora_hdf5_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
 
-std::vector<char> read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
-void write_bytes(const std::string& p, const std::vector<char>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
 
 template <typename T>
 bool bits_equal(const std::vector<T>& a, const std::vector<T>& b) {
@@ -189,7 +168,7 @@ void replace_int_attr(const std::string& file, const std::string& obj, const std
 }  // namespace
 
 TEST_CASE("hdf5: every writer function round-trips through the reader", "[hdf5]") {
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string path = tmp("all.h5");
   const std::vector<int64_t> i64{0, -1, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), 42};
   const std::vector<int32_t> i32{0, -7, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()};
@@ -339,7 +318,7 @@ TEST_CASE("hdf5: every writer function round-trips through the reader", "[hdf5]"
 }
 
 TEST_CASE("hdf5: type, shape and presence mismatches are invalid_argument naming path and expectation", "[hdf5]") {
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string path = tmp("types.h5");
   {
     H5Writer w;
@@ -406,7 +385,7 @@ TEST_CASE("hdf5: type, shape and presence mismatches are invalid_argument naming
 }
 
 TEST_CASE("hdf5: a writer without commit leaves no file and never touches an existing one", "[hdf5]") {
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string path = tmp("report.h5");
   std::string temp_name;
   {
@@ -427,16 +406,16 @@ TEST_CASE("hdf5: a writer without commit leaves no file and never touches an exi
     REQUIRE(w.write_attr_int("/", "v", 1).ok());
     REQUIRE(w.commit().ok());
   }
-  const std::vector<char> before = read_bytes(path);
+  const std::vector<char> before = mlalora::test::read_bytes(path);
   REQUIRE(!before.empty());
   {
     H5Writer w;
     REQUIRE(w.open(path).ok());
     REQUIRE(w.write_attr_int("/", "v", 2).ok());
     REQUIRE(w.write_vector<double>("/big", std::vector<double>(10000, 1.0)).ok());
-    CHECK(read_bytes(path) == before);  // not touched while writing
+    CHECK(mlalora::test::read_bytes(path) == before);  // not touched while writing
   }
-  CHECK(read_bytes(path) == before);  // not touched by the abandoned writer
+  CHECK(mlalora::test::read_bytes(path) == before);  // not touched by the abandoned writer
   {
     H5Reader r;
     REQUIRE(r.open(path).ok());
@@ -452,7 +431,7 @@ TEST_CASE("hdf5: a writer without commit leaves no file and never touches an exi
     CHECK(!w.is_open());
     CHECK(w.commit().code == StatusCode::io_error);  // nothing to commit
   }
-  CHECK(read_bytes(path) == before);
+  CHECK(mlalora::test::read_bytes(path) == before);
   {
     H5Writer w;
     REQUIRE(w.open(path).ok());
@@ -476,7 +455,7 @@ TEST_CASE("hdf5: reproducer round trip is bit-exact", "[hdf5]") {
   const uint64_t seed = seed_from_env("MLALORA_SEED");
   std::printf("[hdf5] reproducer round trip seed=%llu (MLALORA_SEED)\n", static_cast<unsigned long long>(seed));
   INFO("seed=" << seed);
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string path = tmp("repro.h5");
   Reproducer a = small_reproducer(seed);
   Status st = save_reproducer(path, a);
@@ -520,31 +499,31 @@ TEST_CASE("hdf5: reproducer round trip is bit-exact", "[hdf5]") {
 }
 
 TEST_CASE("hdf5: missing, foreign and truncated files give a clear non-ok status", "[hdf5]") {
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   Reproducer r;
   Status st = load_reproducer(tmp("missing.h5"), &r);
   CHECK(st.code == StatusCode::io_error);
   CHECK_THAT(st.message, Catch::Contains("missing.h5") && Catch::Contains("not found"));
 
-  write_bytes(tmp("text.h5"), std::vector<char>{'h', 'e', 'l', 'l', 'o', '\n'});
+  mlalora::test::write_bytes(tmp("text.h5"), std::vector<char>{'h', 'e', 'l', 'l', 'o', '\n'});
   st = load_reproducer(tmp("text.h5"), &r);
   CHECK(st.code == StatusCode::io_error);
   CHECK_THAT(st.message, Catch::Contains("text.h5") && Catch::Contains("not an HDF5 file"));
-  write_bytes(tmp("zero.h5"), {});
+  mlalora::test::write_bytes(tmp("zero.h5"), {});
   CHECK(!load_reproducer(tmp("zero.h5"), &r).ok());
   st = load_reproducer(tmp.dir.string(), &r);  // a directory
   CHECK(!st.ok());
 
   const std::string good = tmp("good.h5");
   REQUIRE(save_reproducer(good, small_reproducer(1)).ok());
-  const std::vector<char> bytes = read_bytes(good);
+  const std::vector<char> bytes = mlalora::test::read_bytes(good);
   REQUIRE(bytes.size() > 2000);
   const size_t n = bytes.size();
   for (size_t cut : {size_t{1}, size_t{7}, size_t{8}, size_t{48}, size_t{100}, size_t{512}, size_t{2000}, n / 3,
                      n / 2, n - 100, n - 8, n - 1}) {
     INFO("truncated at " << cut << " of " << n);
     const std::string p = tmp("trunc.h5");
-    write_bytes(p, std::vector<char>(bytes.begin(), bytes.begin() + static_cast<long>(cut)));
+    mlalora::test::write_bytes(p, std::vector<char>(bytes.begin(), bytes.begin() + static_cast<long>(cut)));
     st = load_reproducer(p, &r);
     CHECK(!st.ok());
     CHECK_THAT(st.message, Catch::Contains("trunc.h5"));
@@ -562,7 +541,7 @@ TEST_CASE("hdf5: missing, foreign and truncated files give a clear non-ok status
 }
 
 TEST_CASE("hdf5: reproducers with mistyped, mis-shaped or inconsistent fields are rejected", "[hdf5]") {
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string good = tmp("good.h5");
   REQUIRE(save_reproducer(good, small_reproducer(2)).ok());
   const Problem p = small_problem();
@@ -653,10 +632,10 @@ TEST_CASE("hdf5: mutation fuzz of a reproducer never crashes", "[hdf5]") {
               static_cast<unsigned long long>(seed), iters);
   std::fflush(stdout);
   INFO("MLALORA_FUZZ_SEED=" << seed);
-  TempDir tmp;
+  mlalora::test::TempDir tmp{"hdf5"};
   const std::string good = tmp("good.h5");
   REQUIRE(save_reproducer(good, small_reproducer(seed)).ok());
-  const std::vector<char> bytes = read_bytes(good);
+  const std::vector<char> bytes = mlalora::test::read_bytes(good);
   std::mt19937_64 rng(seed);
   int loaded = 0, refused = 0;
   for (int it = 0; it < iters; ++it) {
@@ -670,7 +649,7 @@ TEST_CASE("hdf5: mutation fuzz of a reproducer never crashes", "[hdf5]") {
     }
     if (mode == 3) m.resize(static_cast<size_t>(rng() % m.size()));
     const std::string f = tmp("fuzz.h5");
-    write_bytes(f, m);
+    mlalora::test::write_bytes(f, m);
     INFO("iteration " << it << " mode " << mode);
     Reproducer r;
     Status st = load_reproducer(f, &r);
