@@ -1,6 +1,8 @@
 // File helpers shared by the tests that write, corrupt and re-read HDF5 files:
 // a fresh temporary directory per test case, and whole-file byte I/O.
 #pragma once
+#include <catch2/catch.hpp>
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -36,6 +38,36 @@ inline std::vector<char> read_bytes(const std::string& p) {
 inline void write_bytes(const std::string& p, const std::vector<char>& b) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+// Surgery on an existing HDF5 file, for tests that feed readers mistyped or
+// inconsistent files (Catch2 REQUIREs: a helper that cannot corrupt fails the test).
+template <typename T>
+void replace_dataset(const std::string& file, const std::string& path, hid_t type, const std::vector<T>& data,
+                     std::vector<hsize_t> dims) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  if (H5Lexists(f, path.c_str(), H5P_DEFAULT) > 0) REQUIRE(H5Ldelete(f, path.c_str(), H5P_DEFAULT) >= 0);
+  hid_t sp = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  hid_t d = H5Dcreate2(f, path.c_str(), type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  REQUIRE(d >= 0);
+  if (!data.empty()) REQUIRE(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0);
+  H5Dclose(d);
+  H5Sclose(sp);
+  H5Fclose(f);
+}
+
+inline void replace_int_attr(const std::string& file, const std::string& obj, const std::string& name, int64_t v) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  hid_t o = H5Oopen(f, obj.c_str(), H5P_DEFAULT);
+  REQUIRE(o >= 0);
+  hid_t a = H5Aopen(o, name.c_str(), H5P_DEFAULT);
+  REQUIRE(a >= 0);
+  REQUIRE(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+  H5Aclose(a);
+  H5Oclose(o);
+  H5Fclose(f);
 }
 
 }  // namespace mlalora::test

@@ -24,19 +24,7 @@ namespace mlalora::harness {
 
 namespace {
 
-constexpr const char* kStrideRows = "q_nope,q_nope_out,attn_latent,attn_bmm_out,A,B";
 
-const char* role_of(TensorId id) {
-  switch (id) {
-    case TensorId::q_nope:
-    case TensorId::attn_latent: return "input";
-    case TensorId::q_nope_out:
-    case TensorId::attn_bmm_out: return "output_base";
-    case TensorId::A:
-    case TensorId::B: return "weight";
-  }
-  return "?";
-}
 
 int64_t side_N(const Dims& d, Side s) { return s == Side::q ? d.R_kv : d.D_v; }
 
@@ -156,62 +144,12 @@ Status write_golden_impl(const std::string& path, const Golden& g) {
                              "-side expectation does not match the problem's covered rows");
   }
 
-  const ProblemShape& s = p.shape;
   H5Writer w;
   MLALORA_RETURN_IF_ERROR(w.open(path));
-  // The reproducer schema (datasets/regressions/README.md), version 1 ...
-  MLALORA_RETURN_IF_ERROR(w.write_attr_int("/", "mlalora_reproducer_version", kReproducerVersion));
-  MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "mlalora_version", MLALORA_VERSION));
-  MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "mlalora_git_commit", MLALORA_GIT_COMMIT));
-  MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "summary", p.summary()));
-  // ... plus the golden marker.
+  // The reproducer schema (datasets/regressions/README.md), version 1, then the golden marker.
+  MLALORA_RETURN_IF_ERROR(write_reproducer_contents(w, rep));
   MLALORA_RETURN_IF_ERROR(w.write_attr_int("/", "mlalora_golden_version", kGoldenVersion));
   MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "kind", "golden"));
-
-  const std::string pg = "/problem";
-  MLALORA_RETURN_IF_ERROR(w.create_group(pg));
-  const std::pair<const char*, int64_t> ints[] = {
-      {"S", d.S},
-      {"H", d.H},
-      {"D_qk", d.D_qk},
-      {"D_v", d.D_v},
-      {"R_kv", d.R_kv},
-      {"L", d.L},
-      {"r_max", d.r_max},
-      {"segment_capacity", s.segment_capacity},
-      {"max_segment_len", s.max_segment_len},
-      {"num_segments", p.num_segments},
-      {"has_permutation", s.has_permutation ? 1 : 0},
-  };
-  for (const auto& [name, v] : ints) MLALORA_RETURN_IF_ERROR(w.write_attr_int(pg, name, v));
-  MLALORA_RETURN_IF_ERROR(w.write_attr_string(pg, "dtype", dtype_name(s.dtype)));
-  std::vector<int64_t> strides;
-  for (TensorId id : kAllTensors) {
-    const Strides3& st = s.layout.of(id);
-    strides.insert(strides.end(), {st.s0, st.s1, st.s2});
-  }
-  MLALORA_RETURN_IF_ERROR(w.write_array<int64_t>(pg + "/strides", strides.data(), {6, 3}));
-  MLALORA_RETURN_IF_ERROR(w.write_attr_string(pg + "/strides", "rows", kStrideRows));
-  MLALORA_RETURN_IF_ERROR(w.write_vector<int32_t>(pg + "/lora_ranks", p.lora_ranks));
-  MLALORA_RETURN_IF_ERROR(w.write_vector<float>(pg + "/scalings", p.scalings));
-  MLALORA_RETURN_IF_ERROR(w.write_vector<int32_t>(pg + "/seg_indptr", p.seg_indptr));
-  MLALORA_RETURN_IF_ERROR(w.write_vector<int32_t>(pg + "/weight_indices", p.weight_indices));
-  MLALORA_RETURN_IF_ERROR(w.write_vector<int32_t>(pg + "/permutation", p.permutation));
-
-  MLALORA_RETURN_IF_ERROR(w.create_group("/tensors"));
-  for (TensorId id : kAllTensors) {
-    const std::string tp = std::string("/tensors/") + tensor_name(id);
-    const HostTensor& t = g.tensors.of(id);
-    MLALORA_RETURN_IF_ERROR(w.write_vector<float>(tp, t.data));
-    MLALORA_RETURN_IF_ERROR(w.write_attr_string(tp, "role", role_of(id)));
-    // For readers: the logical shape and strides next to the storage buffer.
-    MLALORA_RETURN_IF_ERROR(w.write_attr_string(tp, "logical_shape", fmt3(t.shape[0], t.shape[1], t.shape[2])));
-    MLALORA_RETURN_IF_ERROR(
-        w.write_attr_string(tp, "strides", fmt3(t.strides.s0, t.strides.s1, t.strides.s2)));
-  }
-  MLALORA_RETURN_IF_ERROR(w.create_group("/extras"));
-  MLALORA_RETURN_IF_ERROR(w.create_group("/attributes"));
-  for (const auto& [key, value] : g.attributes) MLALORA_RETURN_IF_ERROR(w.write_attr_string("/attributes", key, value));
 
   // The golden part.
   const std::string gg = "/golden";

@@ -113,14 +113,10 @@ Status check_reproducer(const Reproducer& r) {
   return Status::Ok();
 }
 
-Status save_reproducer(const std::string& path, const Reproducer& r) {
-  Status chk = check_reproducer(r);
-  if (!chk.ok()) return Status{chk.code, "save_reproducer " + path + ": " + chk.message};
+Status write_reproducer_contents(H5Writer& w, const Reproducer& r) {
   const Problem& p = r.problem;
   const ProblemShape& s = p.shape;
   const Dims& d = s.dims;
-  H5Writer w;
-  MLALORA_RETURN_IF_ERROR(w.open(path));
   MLALORA_RETURN_IF_ERROR(w.write_attr_int("/", "mlalora_reproducer_version", kReproducerVersion));
   MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "mlalora_version", MLALORA_VERSION));
   MLALORA_RETURN_IF_ERROR(w.write_attr_string("/", "mlalora_git_commit", MLALORA_GIT_COMMIT));
@@ -162,12 +158,25 @@ Status save_reproducer(const std::string& path, const Reproducer& r) {
     std::string tp = std::string("/tensors/") + tensor_name(id);
     MLALORA_RETURN_IF_ERROR(w.write_vector<float>(tp, r.tensors.of(id).data));
     MLALORA_RETURN_IF_ERROR(w.write_attr_string(tp, "role", role_of(id)));
+    // For readers: the logical shape and strides next to the storage buffer.
+    const HostTensor& t = r.tensors.of(id);
+    MLALORA_RETURN_IF_ERROR(w.write_attr_string(tp, "logical_shape", fmt3(t.shape[0], t.shape[1], t.shape[2])));
+    MLALORA_RETURN_IF_ERROR(w.write_attr_string(tp, "strides", fmt3(t.strides.s0, t.strides.s1, t.strides.s2)));
   }
   MLALORA_RETURN_IF_ERROR(w.create_group("/extras"));
   for (const auto& [name, a] : r.extras)
     MLALORA_RETURN_IF_ERROR(w.write_array<float>("/extras/" + name, a.data.data(), a.shape));
   MLALORA_RETURN_IF_ERROR(w.create_group("/attributes"));
   for (const auto& [key, value] : r.attributes) MLALORA_RETURN_IF_ERROR(w.write_attr_string("/attributes", key, value));
+  return Status::Ok();
+}
+
+Status save_reproducer(const std::string& path, const Reproducer& r) {
+  Status chk = check_reproducer(r);
+  if (!chk.ok()) return Status{chk.code, "save_reproducer " + path + ": " + chk.message};
+  H5Writer w;
+  MLALORA_RETURN_IF_ERROR(w.open(path));
+  MLALORA_RETURN_IF_ERROR(write_reproducer_contents(w, r));
   return w.commit();
 }
 

@@ -34,20 +34,6 @@ namespace {
 
 
 
-template <typename T>
-void put_dataset(const std::string& file, const std::string& path, hid_t type, const std::vector<T>& data,
-                 std::vector<hsize_t> dims) {
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  REQUIRE(f >= 0);
-  if (H5Lexists(f, path.c_str(), H5P_DEFAULT) > 0) REQUIRE(H5Ldelete(f, path.c_str(), H5P_DEFAULT) >= 0);
-  hid_t sp = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-  hid_t d = H5Dcreate2(f, path.c_str(), type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  REQUIRE(d >= 0);
-  if (!data.empty()) REQUIRE(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0);
-  H5Dclose(d);
-  H5Sclose(sp);
-  H5Fclose(f);
-}
 
 void drop_object(const std::string& file, const std::string& path) {
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -79,18 +65,6 @@ void put_string_attr(const std::string& file, const std::string& obj, const std:
   H5Fclose(f);
 }
 
-void put_int_attr(const std::string& file, const std::string& obj, const std::string& name, int64_t v) {
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  REQUIRE(f >= 0);
-  hid_t o = H5Oopen(f, obj.c_str(), H5P_DEFAULT);
-  REQUIRE(o >= 0);
-  hid_t a = H5Aopen(o, name.c_str(), H5P_DEFAULT);
-  REQUIRE(a >= 0);
-  REQUIRE(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
-  H5Aclose(a);
-  H5Oclose(o);
-  H5Fclose(f);
-}
 
 uint64_t fuzz_seed() {
   if (const char* s = std::getenv("MLALORA_FUZZ_SEED")) return std::strtoull(s, nullptr, 10);
@@ -414,14 +388,14 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
   const std::vector<Mut> muts = {
       {"delta stored as float32",
        [&](const std::string& f) {
-         put_dataset<float>(f, "/golden/q/delta", H5T_NATIVE_FLOAT,
+         mlalora::test::replace_dataset<float>(f, "/golden/q/delta", H5T_NATIVE_FLOAT,
                             std::vector<float>(nq * d.H * d.R_kv, 0.f),
                             {nq, static_cast<hsize_t>(d.H), static_cast<hsize_t>(d.R_kv)});
        },
        {"/golden/q/delta"}},
       {"delta of the wrong shape",
        [&](const std::string& f) {
-         put_dataset<double>(f, "/golden/v/delta", H5T_NATIVE_DOUBLE, std::vector<double>(nq * d.H * d.D_v + 1, 0.0),
+         mlalora::test::replace_dataset<double>(f, "/golden/v/delta", H5T_NATIVE_DOUBLE, std::vector<double>(nq * d.H * d.D_v + 1, 0.0),
                              {nq * d.H * d.D_v + 1});
        },
        {"/golden/v/delta"}},
@@ -431,7 +405,7 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
        [&](const std::string& f) {
          std::vector<double> v = g0.q.delta.values;
          v[v.size() / 2] += 0.25;
-         put_dataset<double>(f, "/golden/q/delta", H5T_NATIVE_DOUBLE, v,
+         mlalora::test::replace_dataset<double>(f, "/golden/q/delta", H5T_NATIVE_DOUBLE, v,
                              {nq, static_cast<hsize_t>(d.H), static_cast<hsize_t>(d.R_kv)});
        },
        {"/golden/q", "disagrees", "stored"}},
@@ -439,20 +413,20 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
        [&](const std::string& f) {
          std::vector<int64_t> rows = g0.q.delta.rows;
          rows[0] += 1;
-         put_dataset<int64_t>(f, "/golden/q/rows", H5T_NATIVE_INT64, rows, {nq});
+         mlalora::test::replace_dataset<int64_t>(f, "/golden/q/rows", H5T_NATIVE_INT64, rows, {nq});
        },
        {"/golden/q/rows[0]"}},
       {"rows of the wrong length",
        [&](const std::string& f) {
          std::vector<int64_t> rows = g0.q.delta.rows;
          rows.pop_back();
-         put_dataset<int64_t>(f, "/golden/q/rows", H5T_NATIVE_INT64, rows, {nq - 1});
+         mlalora::test::replace_dataset<int64_t>(f, "/golden/q/rows", H5T_NATIVE_INT64, rows, {nq - 1});
        },
        {"/golden/q/rows"}},
       {"negative abs_product",
        [&](const std::string& f) {
          std::vector<double> v(nq * d.H * d.D_v, -1.0);
-         put_dataset<double>(f, "/golden/v/abs_product", H5T_NATIVE_DOUBLE, v,
+         mlalora::test::replace_dataset<double>(f, "/golden/v/abs_product", H5T_NATIVE_DOUBLE, v,
                              {nq, static_cast<hsize_t>(d.H), static_cast<hsize_t>(d.D_v)});
        },
        {"/golden/v/abs_product", "negative"}},
@@ -460,15 +434,15 @@ TEST_CASE("golden: bad golden files give clear errors", "[golden]") {
        [&](const std::string& f) {
          std::vector<float> base = g0.tensors.q_nope_out.data;
          base[0] = base[0] == 1.f ? 2.f : 1.f;
-         put_dataset<float>(f, "/tensors/q_nope_out", H5T_NATIVE_FLOAT, base, {base.size()});
+         mlalora::test::replace_dataset<float>(f, "/tensors/q_nope_out", H5T_NATIVE_FLOAT, base, {base.size()});
        },
        {"tensors_fnv1a64"}},
       {"data_seed not a number", [&](const std::string& f) { put_string_attr(f, "/golden", "data_seed", "12x"); },
        {"data_seed"}},
-      {"golden version 2", [&](const std::string& f) { put_int_attr(f, "/", "mlalora_golden_version", 2); },
+      {"golden version 2", [&](const std::string& f) { mlalora::test::replace_int_attr(f, "/", "mlalora_golden_version", 2); },
        {"mlalora_golden_version"}},
       {"problem invalid (reproducer part)",
-       [&](const std::string& f) { put_int_attr(f, "/problem", "has_permutation", 7); },
+       [&](const std::string& f) { mlalora::test::replace_int_attr(f, "/problem", "has_permutation", 7); },
        {"has_permutation"}},
   };
   for (const Mut& m : muts) {
@@ -509,25 +483,25 @@ TEST_CASE("golden: bad candidate files give clear errors", "[golden]") {
       {"output missing", [&](const std::string& f) { drop_object(f, "/q_nope_out"); }, {"/q_nope_out"}},
       {"stored as float64",
        [&](const std::string& f) {
-         put_dataset<double>(f, "/attn_bmm_out", H5T_NATIVE_DOUBLE, std::vector<double>(storage_v, 0.0), {storage_v});
+         mlalora::test::replace_dataset<double>(f, "/attn_bmm_out", H5T_NATIVE_DOUBLE, std::vector<double>(storage_v, 0.0), {storage_v});
        },
        {"/attn_bmm_out", "float"}},
       {"wrong storage length",
        [&](const std::string& f) {
-         put_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(storage_v + 3, 0.f),
+         mlalora::test::replace_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(storage_v + 3, 0.f),
                             {storage_v + 3});
        },
        {"/attn_bmm_out", "shape"}},
       {"wrong logical shape",
        [&](const std::string& f) {
          const hsize_t S = static_cast<hsize_t>(d.S), H = static_cast<hsize_t>(d.H), N = static_cast<hsize_t>(d.D_v);
-         put_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(S * H * (N + 1), 0.f),
+         mlalora::test::replace_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(S * H * (N + 1), 0.f),
                             {S, H, N + 1});
        },
        {"/attn_bmm_out", "logical S,H,N"}},
       {"rank 2",
        [&](const std::string& f) {
-         put_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(4, 0.f), {2, 2});
+         mlalora::test::replace_dataset<float>(f, "/attn_bmm_out", H5T_NATIVE_FLOAT, std::vector<float>(4, 0.f), {2, 2});
        },
        {"/attn_bmm_out", "rank 2"}},
       {"dtype attribute disagrees", [&](const std::string& f) { put_string_attr(f, "/", "dtype", "f16"); },
@@ -539,7 +513,7 @@ TEST_CASE("golden: bad candidate files give clear errors", "[golden]") {
          std::vector<float> v = ref.q_nope_out.data;
          const Judged j = first_judged(g, Side::q);
          v[static_cast<size_t>(ref.q_nope_out.offset(j.t, 0, 0))] = 1.0f + 1.0f / 1024;
-         put_dataset<float>(f, "/q_nope_out", H5T_NATIVE_FLOAT, v, {v.size()});
+         mlalora::test::replace_dataset<float>(f, "/q_nope_out", H5T_NATIVE_FLOAT, v, {v.size()});
        },
        {"/q_nope_out", "not representable in bf16"}},
   };

@@ -137,33 +137,7 @@ void require_same(const Reproducer& a, const Reproducer& b) {
 
 // Rewrite one dataset of an existing file through the raw C API (to build
 // deliberately malformed files).
-template <typename T>
-void replace_dataset(const std::string& file, const std::string& path, hid_t type, const std::vector<T>& data,
-                     std::vector<hsize_t> dims) {
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  REQUIRE(f >= 0);
-  if (H5Lexists(f, path.c_str(), H5P_DEFAULT) > 0) REQUIRE(H5Ldelete(f, path.c_str(), H5P_DEFAULT) >= 0);
-  hid_t sp = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-  hid_t d = H5Dcreate2(f, path.c_str(), type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  REQUIRE(d >= 0);
-  if (!data.empty()) REQUIRE(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0);
-  H5Dclose(d);
-  H5Sclose(sp);
-  H5Fclose(f);
-}
 
-void replace_int_attr(const std::string& file, const std::string& obj, const std::string& name, int64_t v) {
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  REQUIRE(f >= 0);
-  hid_t o = H5Oopen(f, obj.c_str(), H5P_DEFAULT);
-  REQUIRE(o >= 0);
-  hid_t a = H5Aopen(o, name.c_str(), H5P_DEFAULT);
-  REQUIRE(a >= 0);
-  REQUIRE(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
-  H5Aclose(a);
-  H5Oclose(o);
-  H5Fclose(f);
-}
 
 }  // namespace
 
@@ -552,63 +526,63 @@ TEST_CASE("hdf5: reproducers with mistyped, mis-shaped or inconsistent fields ar
   };
   const std::vector<Case> cases = {
       {"lora_ranks stored as int64",
-       [](const std::string& f) { replace_dataset<int64_t>(f, "/problem/lora_ranks", H5T_NATIVE_INT64, {1, 0, 2}, {3}); },
+       [](const std::string& f) { mlalora::test::replace_dataset<int64_t>(f, "/problem/lora_ranks", H5T_NATIVE_INT64, {1, 0, 2}, {3}); },
        {"/problem/lora_ranks", "int32", "int64"}},
       {"scalings of the wrong length",
-       [](const std::string& f) { replace_dataset<float>(f, "/problem/scalings", H5T_NATIVE_FLOAT, {1.f, 2.f}, {2}); },
+       [](const std::string& f) { mlalora::test::replace_dataset<float>(f, "/problem/scalings", H5T_NATIVE_FLOAT, {1.f, 2.f}, {2}); },
        {"/problem/scalings", "length 3"}},
       {"strides transposed",
        [](const std::string& f) {
-         replace_dataset<int64_t>(f, "/problem/strides", H5T_NATIVE_INT64, std::vector<int64_t>(18, 1), {3, 6});
+         mlalora::test::replace_dataset<int64_t>(f, "/problem/strides", H5T_NATIVE_INT64, std::vector<int64_t>(18, 1), {3, 6});
        },
        {"/problem/strides", "(6,3)"}},
       {"tensor A one element short",
        [&](const std::string& f) {
          int64_t n = storage_elems(tensor_shape(p.dims(), TensorId::A), p.shape.layout.A);
-         replace_dataset<float>(f, "/tensors/A", H5T_NATIVE_FLOAT, std::vector<float>(n - 1, 0.f),
+         mlalora::test::replace_dataset<float>(f, "/tensors/A", H5T_NATIVE_FLOAT, std::vector<float>(n - 1, 0.f),
                                 {static_cast<hsize_t>(n - 1)});
        },
        {"/tensors/A", "length"}},
       {"tensor q_nope stored as float64",
        [&](const std::string& f) {
          int64_t n = storage_elems(tensor_shape(p.dims(), TensorId::q_nope), p.shape.layout.q_nope);
-         replace_dataset<double>(f, "/tensors/q_nope", H5T_NATIVE_DOUBLE, std::vector<double>(n, 0.0),
+         mlalora::test::replace_dataset<double>(f, "/tensors/q_nope", H5T_NATIVE_DOUBLE, std::vector<double>(n, 0.0),
                                  {static_cast<hsize_t>(n)});
        },
        {"/tensors/q_nope", "float32", "float64"}},
       {"value not representable in bf16",
        [&](const std::string& f) {
          int64_t n = storage_elems(tensor_shape(p.dims(), TensorId::B), p.shape.layout.B);
-         replace_dataset<float>(f, "/tensors/B", H5T_NATIVE_FLOAT, std::vector<float>(n, 1.0f + 1e-6f),
+         mlalora::test::replace_dataset<float>(f, "/tensors/B", H5T_NATIVE_FLOAT, std::vector<float>(n, 1.0f + 1e-6f),
                                 {static_cast<hsize_t>(n)});
        },
        {"/tensors/B", "bf16"}},
       {"seg_indptr decreasing",
        [](const std::string& f) {
-         replace_dataset<int32_t>(f, "/problem/seg_indptr", H5T_NATIVE_INT32, {0, 3, 2, 6, 6}, {5});
+         mlalora::test::replace_dataset<int32_t>(f, "/problem/seg_indptr", H5T_NATIVE_INT32, {0, 3, 2, 6, 6}, {5});
        },
        {"seg_indptr", "non-decreasing"}},
       {"weight index out of range",
        [](const std::string& f) {
-         replace_dataset<int32_t>(f, "/problem/weight_indices", H5T_NATIVE_INT32, {0, 1, 3, 0}, {4});
+         mlalora::test::replace_dataset<int32_t>(f, "/problem/weight_indices", H5T_NATIVE_INT32, {0, 1, 3, 0}, {4});
        },
        {"weight_indices[2]"}},
       {"permutation repeats a row",
        [](const std::string& f) {
-         replace_dataset<int32_t>(f, "/problem/permutation", H5T_NATIVE_INT32, {4, 0, 6, 2, 4, 1, 3}, {7});
+         mlalora::test::replace_dataset<int32_t>(f, "/problem/permutation", H5T_NATIVE_INT32, {4, 0, 6, 2, 4, 1, 3}, {7});
        },
        {"permutation"}},
-      {"dims changed so sizes no longer match", [](const std::string& f) { replace_int_attr(f, "/problem", "L", 2); },
+      {"dims changed so sizes no longer match", [](const std::string& f) { mlalora::test::replace_int_attr(f, "/problem", "L", 2); },
        {"lora_ranks", "length 2"}},
       {"huge stride", [](const std::string& f) {
          std::vector<int64_t> st(18, 1);
          st[0] = int64_t{1} << 60;
-         replace_dataset<int64_t>(f, "/problem/strides", H5T_NATIVE_INT64, st, {6, 3});
+         mlalora::test::replace_dataset<int64_t>(f, "/problem/strides", H5T_NATIVE_INT64, st, {6, 3});
        },
        {"strides", "q_nope"}},
-      {"version 2", [](const std::string& f) { replace_int_attr(f, "/", "mlalora_reproducer_version", 2); },
+      {"version 2", [](const std::string& f) { mlalora::test::replace_int_attr(f, "/", "mlalora_reproducer_version", 2); },
        {"mlalora_reproducer_version"}},
-      {"has_permutation not boolean", [](const std::string& f) { replace_int_attr(f, "/problem", "has_permutation", 5); },
+      {"has_permutation not boolean", [](const std::string& f) { mlalora::test::replace_int_attr(f, "/problem", "has_permutation", 5); },
        {"has_permutation"}},
   };
   for (const Case& c : cases) {

@@ -48,6 +48,10 @@ inline FloatArray float_array(std::vector<float> v) {
 Status check_reproducer(const Reproducer& r);
 
 Status save_reproducer(const std::string& path, const Reproducer& r);
+// The reproducer schema written into an open writer (no check, no commit):
+// formats that extend the schema (golden files) add their own groups after it.
+class H5Writer;
+Status write_reproducer_contents(H5Writer& w, const Reproducer& r);
 Status load_reproducer(const std::string& path, Reproducer* out);
 
 }  // namespace mlalora::harness
