@@ -20,6 +20,25 @@ GenConfig GenConfig::gpu_default() {
   return c;
 }
 
+GenConfig GenConfig::gpu_fast_path() {
+  // Model head dims (MiniCPM3 64, DeepSeek 128, GLM-5 192/256) and latent
+  // widths, ranks up to the fast path's 128, more tokens and segments so
+  // tiles of 16..64 rows fill, split and pad; strides padded by whole
+  // 16-byte units so the 16-byte-alignment requirement holds.
+  GenConfig c;
+  c.dtypes = {DType::bf16, DType::f16};
+  c.head_dims = {64, 128, 192, 256};
+  c.latent_dims = {64, 128, 256, 512};
+  c.head_counts = {1, 2, 3, 4, 5, 8, 16};
+  c.max_tokens = 160;
+  c.max_slots = 6;
+  c.max_rank = 128;
+  c.max_segments = 24;
+  c.allow_inner_stride = false;
+  c.aligned_strides = true;
+  return c;
+}
+
 GenConfig GenConfig::model_scale() {
   GenConfig c;
   c.head_dims = {128};
@@ -129,8 +148,10 @@ rc::Gen<Case> gen_case(const GenConfig& cfg) {
           if (!*gen::arbitrary<bool>()) continue;
           Shape3 s = tensor_shape(d, id);
           int64_t inner = cfg.allow_inner_stride ? *gen::elementOf(std::vector<int64_t>{1, 1, 2}) : 1;
-          int64_t pad1 = *gen::elementOf(std::vector<int64_t>{0, 1, 8, 64});
-          int64_t pad0 = *gen::elementOf(std::vector<int64_t>{0, 3, 8});
+          int64_t pad1 = *gen::elementOf(cfg.aligned_strides ? std::vector<int64_t>{0, 8, 64}
+                                                             : std::vector<int64_t>{0, 1, 8, 64});
+          int64_t pad0 = *gen::elementOf(cfg.aligned_strides ? std::vector<int64_t>{0, 8, 16}
+                                                             : std::vector<int64_t>{0, 3, 8});
           p.shape.layout.of(id) = make_strides(s, inner, pad1, pad0);
         }
       }

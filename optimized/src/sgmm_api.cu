@@ -4,6 +4,7 @@
 #include <string>
 
 #include "mlalora/optimized/sgmm.hpp"
+#include "sgmm_fast.hpp"
 #include "sgmm_kernels.hpp"
 
 namespace mlalora::optimized {
@@ -15,15 +16,20 @@ namespace {
 using detail::KParams;
 using detail::Mode;
 
-// MLALORA_SGMM_KERNELS=generic forces the generic (FMA) kernels: a debugging
-// and cross-checking aid; the default picks the tensor-core kernels when eligible.
-bool force_generic() {
-  static const bool v = [] {
+// MLALORA_SGMM_KERNELS=generic forces the generic (FMA) kernels, =mma the
+// general tensor-core kernels (no fast path): debugging and cross-checking
+// aids; by default the fused path takes the fast kernels when eligible.
+const char* forced_family() {
+  static const char* v = [] {
     const char* e = std::getenv("MLALORA_SGMM_KERNELS");
-    return e != nullptr && std::strcmp(e, "generic") == 0;
+    if (e != nullptr && std::strcmp(e, "generic") == 0) return "generic";
+    if (e != nullptr && std::strcmp(e, "mma") == 0) return "mma";
+    return "";
   }();
   return v;
 }
+bool force_generic() { return std::strcmp(forced_family(), "generic") == 0; }
+bool fast_allowed() { return forced_family()[0] == '\0'; }
 
 bool split_needed(const ProblemShape& s, Path path) {
   return path == Path::split || s.dims.r_max > detail::kFusedMaxRank;
@@ -149,8 +155,17 @@ Status run_step(const ProblemShape& shape, const DeviceArgs& args, Side side, Mo
 
 }  // namespace
 
-size_t workspace_size(const ProblemShape& shape, Path path, Side /*side*/) {
-  return split_needed(shape, path) ? intermediate_bytes(shape) : 0;
+size_t workspace_size(const ProblemShape& shape, Path path, Side side) {
+  if (split_needed(shape, path)) return intermediate_bytes(shape);
+  return detail::fast_workspace_size(shape, side);
+}
+
+const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& args, Side side) {
+  if (split_needed(shape, Path::fused)) return "split";
+  const KParams p = make_params(shape, args, side);
+  if (fast_allowed() && detail::fast_eligible(shape, p, side)) return "fast";
+  if (!force_generic() && detail::mma_eligible(p, shape.dtype, side, Mode::fused)) return "mma";
+  return "generic";
 }
 
 Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
@@ -160,8 +175,11 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
   if (need > 0 && (workspace == nullptr || workspace_bytes < need))
     return Status{StatusCode::workspace_too_small,
                   std::string("workspace: ") + (workspace == nullptr ? "null" : std::to_string(workspace_bytes)) +
-                      " bytes given, " + std::to_string(need) + " needed (" + path_name(path) + " path, S*H*r_max*" +
-                      std::to_string(dtype_bytes(shape.dtype)) + ")"};
+                      " bytes given, " + std::to_string(need) + " needed (" +
+                      (split_needed(shape, path) ? std::string("split path intermediate S*H*r_max*") +
+                                                       std::to_string(dtype_bytes(shape.dtype))
+                                                 : std::string("fused fast path tile plan")) +
+                      ")"};
   if (need > 0 && reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return Status::Invalid("workspace is not 16-byte aligned");
   if (nothing_to_do(shape, args)) return Status::Ok();
@@ -171,6 +189,8 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
     MLALORA_RETURN_IF_ERROR(run_mode(p, shape.dtype, side, Mode::step_a, stream));
     return run_mode(p, shape.dtype, side, Mode::step_b, stream);
   }
+  if (fast_allowed() && detail::fast_eligible(shape, p, side))
+    return detail::launch_fast(shape, p, shape.dtype, side, workspace, workspace_bytes, stream);
   return run_mode(p, shape.dtype, side, Mode::fused, stream);
 }
 

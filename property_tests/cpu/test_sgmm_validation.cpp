@@ -104,6 +104,55 @@ TEST_CASE("CUDA API refuses bad arguments on the host, naming them", "[cli][vali
     CHECK_THAT(st.message, Catch::Contains(std::to_string(need)));
   }
 }
+
+TEST_CASE("Fused path: kernel family and workspace follow the documented eligibility", "[cli][validation]") {
+  // Which kernels lora_correction(fused) takes is decided on the host from
+  // the shape, strides and pointers; the tests that prove each family
+  // correct on the GPU rely on this mapping.
+  Dims d{64, 8, 128, 128, 512, 3, 64};
+  ProblemShape s = harness::make_problem(d, DType::bf16, {64, 16, 0}, {1.f, 1.f, 1.f}, {0, 30, 64}, {0, 1}).shape;
+  DeviceArgs a = fake_args(s);
+  using optimized::fused_kernel_family;
+  CHECK(std::string(fused_kernel_family(s, a, Side::q)) == "fast");
+  CHECK(std::string(fused_kernel_family(s, a, Side::v)) == "fast");
+  const size_t need = optimized::workspace_size(s, Path::fused, Side::q);
+  CHECK(need > 0);  // the tile plan
+  SECTION("too small a workspace for the tile plan is refused before any launch") {
+    Status st = call(s, a, Side::q, Path::fused, need - 1);
+    CHECK(st.code == StatusCode::workspace_too_small);
+    CHECK_THAT(st.message, Catch::Contains("tile plan"));
+  }
+  SECTION("D_v not a multiple of 64: v side general tensor-core kernels, no plan") {
+    ProblemShape t = s;
+    t.dims.D_v = 72;
+    t.layout = Layout::contiguous(t.dims);
+    CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::q)) == "fast");
+    CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::v)) == "mma");
+    CHECK(optimized::workspace_size(t, Path::fused, Side::v) == 0);
+  }
+  SECTION("a pointer aligned to the dtype but not to 16 bytes") {
+    a.A = reinterpret_cast<const void*>(0x500008);
+    CHECK(std::string(fused_kernel_family(s, a, Side::q)) == "mma");
+  }
+  SECTION("a row stride that is not a multiple of 8 elements") {
+    ProblemShape t = s;
+    t.layout.q_nope_out.s1 = 516;
+    t.layout.q_nope_out.s0 = 516 * 8;
+    CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::q)) == "mma");
+  }
+  SECTION("f32, ranks above the tensor-core limit, ranks above the on-chip limit") {
+    ProblemShape t = s;
+    t.dtype = DType::f32;
+    CHECK(std::string(fused_kernel_family(t, a, Side::q)) == "generic");
+    t = s;
+    t.dims.r_max = 200;
+    t.layout = Layout::contiguous(t.dims);
+    CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::v)) == "generic");
+    t.dims.r_max = 300;
+    t.layout = Layout::contiguous(t.dims);
+    CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::v)) == "split");
+  }
+}
 #else
 TEST_CASE("CUDA API host validation", "[cli][validation]") { WARN("SKIPPED: built without CUDA"); }
 #endif

@@ -38,9 +38,11 @@ struct GenConfig {
   bool allow_inner_stride = true;     // inner stride > 1 (CUDA kernels need 1)
   bool allow_spare_capacity = true;   // capacity > live count, garbage in the spare entries
   bool inject_nonfinite = false;      // sometimes put a NaN/Inf into one input element
+  bool aligned_strides = false;       // padding only in multiples of 8 elements (16-byte rows)
   static GenConfig cpu_default() { return {}; }
   static GenConfig gpu_default();     // unit inner stride, larger tiles
   static GenConfig model_scale();     // DeepSeek-like dims (D=128, R_kv=512), modest S
+  static GenConfig gpu_fast_path();   // dims/strides the fused fast path takes (multiples of 16/64, aligned)
 };
 
 struct Case {

@@ -81,8 +81,16 @@ enum class Path : int {
 };
 const char* path_name(Path p);
 
-// Workspace bytes a call needs (0 allowed). Depends only on the shape.
+// Workspace bytes a call needs (0 allowed). Depends only on the shape. The
+// split path needs the (S, H, r_max) intermediate; the fused path needs the
+// fast path's tile plan when the shape is eligible for it (else 0).
 size_t workspace_size(const ProblemShape& shape, Path path, Side side);
+
+// Which kernel family lora_correction(..., Path::fused, ...) runs for these
+// arguments: "fast" (slot-grouped tensor-core kernels, sgmm_fast.cu), "mma"
+// (general tensor-core kernels), "generic" (fp32 FMA) or "split" (r_max above
+// the on-chip limit). For tests and reports; no device work.
+const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& args, Side side);
 
 // out += s * (routing of SPEC) for one side. Host validation first: shape
 // (validate_shape), pointer non-null-ness and alignment, inner strides, dtype;

@@ -1,0 +1,599 @@
+// The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
+// model-like shapes. Version 2 of the kernels; optimized/PERF.md has why.
+//
+// Two launches per side:
+//  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:
+//     segments of the same adapter, adjacent or not, become one run of rows,
+//     cut into tiles of TM rows (physical token rows, -1 for padding). One
+//     tile = one slot, so each block reads its slot's weights once for up to
+//     TM tokens, however the batch scatters that slot over one-token segments.
+//  2. fast_q_kernel / fast_v_kernel: block = (tile, head group, [q: output
+//     column range]); 4 warps, warp = (head, 16 tokens of the tile).
+//
+// q side, per warp: Y (16 x r) = X_h @ B_kc[h] with X and B_kc fragments
+//   straight from global (B_kc is stored (d, j): 32-bit loads along j,
+//   transposed in registers by movmatrix), Y masked to j < r and rounded to
+//   the act dtype IN REGISTERS (the C fragments are the next MMA's A
+//   fragments); then Z = Y @ A over 64-column chunks of A, which all four
+//   warps share through a cp.async double buffer in shared memory; epilogue
+//   out = round(fmaf(s, z, out)) in fragment layout (32-bit accesses).
+// v side: Y = X_h @ A^T with X (64 rows of the block) and A (r rows) streamed
+//   through a cp.async multistage ring in 64-column chunks of R_kv (ldmatrix);
+//   then Z = Y @ B_vc[h]^T per 64 output columns, B_vc fragments straight
+//   from global (its (d, j) layout is already the B operand's), same epilogue.
+//
+// Rounding: identical to the other kernel families (fp32 accumulation, Y
+// rounded to the act dtype, one fmaf + one rounding per output element).
+// Rank handling: per-slot rank r <= r_max <= 128; weights at j >= r are never
+// read (zero-filled) and Y at j >= r is set to zero before stage 2, so NaN/Inf
+// inputs cannot leak through padded columns.
+// Eligibility (fast_eligible): bf16/f16, r_max <= 128, D_qk % 16 == 0 (q),
+// R_kv % 64 == 0, D_v % 64 == 0 (v), 16-byte aligned pointers and outer strides
+// that are multiples of 8 elements. Anything else runs the general kernels.
+// Garbage index data: the plan applies the same segment filter as the other
+// kernels (sgmm_common.cuh) and clamps every index it writes, so the main
+// kernels only ever see in-range rows and slots.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cub/block/block_scan.cuh>
+#include <string>
+
+#include "sgmm_fast.hpp"
+#include "sgmm_ptx.cuh"
+
+namespace mlalora::optimized::detail {
+namespace {
+
+using namespace ptx;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kChunk = 64;            // columns per shared-memory chunk (q: of R_kv out; v: of R_kv in)
+constexpr int kPitch = kChunk + 8;    // smem row pitch in elements: 144 B keeps ldmatrix conflict-free
+constexpr int kPlanThreads = 512;
+constexpr int kMaxRank = 128;
+
+// Workspace views written by plan_kernel and read by the main kernels.
+struct Plan {
+  unsigned long long* slot_count = nullptr;   // L: live rows per slot
+  unsigned long long* slot_cursor = nullptr;  // L: scatter cursor
+  int* slot_base = nullptr;                   // L+1: first tile of each slot (clamped to max_tiles)
+  int* num_tiles = nullptr;                   // 1
+  int* tile_slot = nullptr;                   // max_tiles
+  int* tile_rows = nullptr;                   // max_tiles * tm: physical token row, -1 = padding
+  int max_tiles = 0;
+  int tm = 16;
+};
+
+struct Geom {
+  int tm = 16;              // tokens per tile = 16 * ts
+  int hg = 4;               // heads per block
+  int ts = 1;               // 16-token sub-tiles per tile (hg * ts = kWarps)
+  int cols_per_block = 64;  // q side: output columns per block (multiple of kChunk)
+};
+
+// ---- plan ------------------------------------------------------------------------
+
+__device__ __forceinline__ bool segment_ok(const KParams& p, int g, int& b, int& e, int& w) {
+  b = __ldg(p.seg_indptr + g);
+  e = __ldg(p.seg_indptr + g + 1);
+  w = __ldg(p.weight_indices + g);
+  if (!(b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L)) return false;
+  const int r = __ldg(p.ranks + w);
+  return r >= 1 && r <= p.r_max;
+}
+
+__global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, const Plan v) {
+  using Scan = cub::BlockScan<long long, kPlanThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int n = live_segments(p);
+  for (int l = tid; l < p.L; l += kPlanThreads) v.slot_count[l] = 0ull, v.slot_cursor[l] = 0ull;
+  __syncthreads();
+  for (int g = tid; g < n; g += kPlanThreads) {
+    int b, e, w;
+    if (segment_ok(p, g, b, e, w)) atomicAdd(v.slot_count + w, static_cast<unsigned long long>(e - b));
+  }
+  __syncthreads();
+  // Tiles per slot -> exclusive prefix (clamped: garbage data cannot exceed the workspace).
+  long long running = 0;
+  for (int c0 = 0; c0 < p.L; c0 += kPlanThreads) {
+    const int l = c0 + tid;
+    const long long nt = l < p.L ? static_cast<long long>((v.slot_count[l] + v.tm - 1) / v.tm) : 0;
+    long long excl = 0, agg = 0;
+    Scan(scan_tmp).ExclusiveSum(nt, excl, agg);
+    if (l < p.L) v.slot_base[l] = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
+    running += agg;
+    __syncthreads();  // scan_tmp reuse
+  }
+  const int T = static_cast<int>(min(running, static_cast<long long>(v.max_tiles)));
+  if (tid == 0) {
+    v.slot_base[p.L] = T;
+    *v.num_tiles = T;
+  }
+  __syncthreads();
+  for (int k = tid; k < T; k += kPlanThreads) {
+    int lo = 0, hi = p.L - 1;  // last slot whose first tile is <= k
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (v.slot_base[mid] <= k) lo = mid;
+      else hi = mid - 1;
+    }
+    v.tile_slot[k] = lo;
+  }
+  const long long nrows = static_cast<long long>(T) * v.tm;
+  for (long long i = tid; i < nrows; i += kPlanThreads) v.tile_rows[i] = -1;
+  __syncthreads();
+  // Scatter: one warp per segment; rows of a slot in any order.
+  for (int g = warp; g < n; g += kPlanThreads / 32) {
+    int b = 0, e = 0, w = 0, ok = 0;
+    unsigned long long pos = 0;
+    if (lane == 0) {
+      ok = segment_ok(p, g, b, e, w) ? 1 : 0;
+      if (ok) pos = atomicAdd(v.slot_cursor + w, static_cast<unsigned long long>(e - b));
+    }
+    ok = __shfl_sync(0xffffffffu, ok, 0);
+    if (!ok) continue;
+    b = __shfl_sync(0xffffffffu, b, 0);
+    e = __shfl_sync(0xffffffffu, e, 0);
+    w = __shfl_sync(0xffffffffu, w, 0);
+    pos = __shfl_sync(0xffffffffu, pos, 0);
+    const long long dst0 = static_cast<long long>(v.slot_base[w]) * v.tm + static_cast<long long>(pos);
+    for (int i = b + lane; i < e; i += 32) {
+      const long long d = dst0 + (i - b);
+      if (d < nrows) v.tile_rows[d] = physical_row(p, i);
+    }
+  }
+}
+
+// ---- main-kernel helpers ---------------------------------------------------------
+
+// Two consecutive elements at p (4-byte aligned), only the first `n` valid (n <= 0: zero).
+template <typename T>
+__device__ __forceinline__ uint32_t ld_pair_ro(const T* p, int n) {
+  if (n >= 2) return __ldg(reinterpret_cast<const unsigned int*>(p));
+  if (n == 1) return static_cast<uint32_t>(__ldg(reinterpret_cast<const unsigned short*>(p)));
+  return 0u;
+}
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  return Mma<T>::bits(lo) | (Mma<T>::bits(hi) << 16);
+}
+
+// Y accumulators (16 x RMAX, C layout) -> A fragments of the stage-2 MMA,
+// zero at j >= r, rounded to T.
+template <typename T, int RB>
+__device__ __forceinline__ void y_to_a_frags(const float (&y)[2 * RB][4], int r, int q4, uint32_t (&af)[RB][4]) {
+#pragma unroll
+  for (int kk = 0; kk < RB; ++kk) {
+    const int j0 = kk * 16 + 2 * q4, j1 = j0 + 8;
+    af[kk][0] = pack2<T>(j0 < r ? y[2 * kk][0] : 0.f, j0 + 1 < r ? y[2 * kk][1] : 0.f);
+    af[kk][1] = pack2<T>(j0 < r ? y[2 * kk][2] : 0.f, j0 + 1 < r ? y[2 * kk][3] : 0.f);
+    af[kk][2] = pack2<T>(j1 < r ? y[2 * kk + 1][0] : 0.f, j1 + 1 < r ? y[2 * kk + 1][1] : 0.f);
+    af[kk][3] = pack2<T>(j1 < r ? y[2 * kk + 1][2] : 0.f, j1 + 1 < r ? y[2 * kk + 1][3] : 0.f);
+  }
+}
+
+// Old output values of 8 n-tiles (columns c0 + nt*8 + 2*q4, +1) of one row.
+template <typename T>
+__device__ __forceinline__ void load_old(const T* row, int c0, int q4, uint32_t (&old)[8]) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) old[nt] = row ? *reinterpret_cast<const uint32_t*>(row + c0 + nt * 8 + 2 * q4) : 0u;
+}
+
+// out = round(fmaf(s, z, out)) for the two rows of a warp's C fragments.
+template <typename T>
+__device__ __forceinline__ void epilogue(T* ra, T* rb, int c0, int q4, float s, const float (&z)[8][4],
+                                         const uint32_t (&olda)[8], const uint32_t (&oldb)[8]) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    const int c = c0 + nt * 8 + 2 * q4;
+    if (ra)
+      *reinterpret_cast<uint32_t*>(ra + c) =
+          pack2<T>(fmaf(s, z[nt][0], Mma<T>::lo(olda[nt])), fmaf(s, z[nt][1], Mma<T>::hi(olda[nt])));
+    if (rb)
+      *reinterpret_cast<uint32_t*>(rb + c) =
+          pack2<T>(fmaf(s, z[nt][2], Mma<T>::lo(oldb[nt])), fmaf(s, z[nt][3], Mma<T>::hi(oldb[nt])));
+  }
+}
+
+// Block prologue shared by both sides: the tile's slot, rank, scale and this
+// warp's head and two fragment rows. Returns false (block-uniformly) when the
+// tile is past the plan's tile count.
+struct TileCtx {
+  int slot, r, r16, h, ra, rb;
+  float s;
+  bool live;  // warp-uniform: this warp has at least one live row
+};
+__device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, int head_block,
+                                         TileCtx& c) {
+  const int tile = static_cast<int>(blockIdx.x);
+  if (tile >= __ldg(v.num_tiles)) return false;
+  c.slot = __ldg(v.tile_slot + tile);
+  if (c.slot < 0 || c.slot >= p.L) return false;
+  c.r = __ldg(p.ranks + c.slot);
+  if (c.r < 1 || c.r > p.r_max) return false;  // the plan never makes such tiles; defensive
+  c.r16 = (c.r + 15) & ~15;
+  c.s = __ldg(p.scalings + c.slot);
+  const int warp = static_cast<int>(threadIdx.x) >> 5, g = (static_cast<int>(threadIdx.x) & 31) >> 2;
+  c.h = head_block * geo.hg + warp / geo.ts;
+  const int* rows = v.tile_rows + static_cast<long long>(tile) * geo.tm + (warp % geo.ts) * 16;
+  c.ra = c.h < p.H ? __ldg(rows + g) : -1;
+  c.rb = c.h < p.H ? __ldg(rows + g + 8) : -1;
+  c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
+  return true;
+}
+
+// ---- q side ----------------------------------------------------------------------------
+template <int RMAX>
+struct QSmem {
+  static constexpr int kStages = 2;
+  static constexpr size_t bytes = sizeof(uint16_t) * kStages * RMAX * kPitch;
+};
+
+template <typename T, int RMAX>
+__global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
+    fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
+  constexpr int RB = RMAX / 16;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* As = reinterpret_cast<T*>(smem_raw);
+  TileCtx c;
+  if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, g = lane >> 2, q4 = lane & 3;
+  const int r = c.r;
+  const int c_begin = static_cast<int>(blockIdx.y) * geo.cols_per_block;
+  const int nch = geo.cols_per_block / kChunk;
+  const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
+
+  // A chunk ci -> buffer: rows j < r16 (zero at j >= r), kChunk columns.
+  auto load_a = [&](int ci, int buf) {
+    T* dst0 = As + buf * RMAX * kPitch;
+    const int c0 = c_begin + ci * kChunk;
+    for (int idx = tid; idx < c.r16 * (kChunk / 8); idx += kThreads) {
+      const int j = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
+      T* dst = dst0 + j * kPitch + col;
+      if (j < r) cp_async16(dst, Al + static_cast<long long>(j) * p.As1 + c0 + col);
+      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  load_a(0, 0);
+  cp_async_commit();
+
+  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16), fragments straight from global ----
+  float y[2 * RB][4];
+#pragma unroll
+  for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
+  const T* X = static_cast<const T*>(p.x);
+  const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 : nullptr;
+  const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 : nullptr;
+  if (c.live) {
+    const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
+                  static_cast<long long>(c.h) * (p.D_qk + p.D_v) * p.Bs1;
+#pragma unroll 2
+    for (int k0 = 0; k0 < p.D_qk; k0 += 16) {
+      const int ka = k0 + 2 * q4;
+      const uint32_t a0 = xa ? __ldg(reinterpret_cast<const unsigned int*>(xa + ka)) : 0u;
+      const uint32_t a1 = xb ? __ldg(reinterpret_cast<const unsigned int*>(xb + ka)) : 0u;
+      const uint32_t a2 = xa ? __ldg(reinterpret_cast<const unsigned int*>(xa + ka + 8)) : 0u;
+      const uint32_t a3 = xb ? __ldg(reinterpret_cast<const unsigned int*>(xb + ka + 8)) : 0u;
+      const T* blo = Bh + static_cast<long long>(k0 + g) * p.Bs1;
+      const T* bhi = Bh + static_cast<long long>(k0 + 8 + g) * p.Bs1;
+#pragma unroll
+      for (int nt = 0; nt < 2 * RB; ++nt) {
+        if (nt * 8 < c.r16) {  // warp-uniform
+          const int j = nt * 8 + 2 * q4;
+          const uint32_t w0 = ld_pair_ro(blo + j, r - j), w1 = ld_pair_ro(bhi + j, r - j);
+          Mma<T>::run(y[nt], a0, a1, a2, a3, movtrans(w0), movtrans(w1));
+        }
+      }
+    }
+  }
+  uint32_t af[RB][4];
+  y_to_a_frags<T, RB>(y, r, q4, af);
+
+  // ---- stage 2: Z = Y @ A over the block's column range, A double-buffered ----
+  T* O = static_cast<T*>(p.out);
+  T* oa = c.ra >= 0 ? O + c.ra * p.os0 + c.h * p.os1 : nullptr;
+  T* ob = c.rb >= 0 ? O + c.rb * p.os0 + c.h * p.os1 : nullptr;
+  for (int ci = 0; ci < nch; ++ci) {
+    const int buf = ci & 1, c0 = c_begin + ci * kChunk;
+    uint32_t olda[8], oldb[8];
+    load_old(oa, c0, q4, olda);
+    load_old(ob, c0, q4, oldb);
+    cp_async_wait<0>();
+    __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's buffer
+    if (ci + 1 < nch) load_a(ci + 1, buf ^ 1);
+    cp_async_commit();
+    if (c.live) {
+      const T* Ab = As + buf * RMAX * kPitch;
+      float z[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < RB; ++kk) {
+        if (kk * 16 < c.r16) {
+#pragma unroll
+          for (int np = 0; np < 4; ++np) {
+            uint32_t b[4];
+            ldsm_x4_t(b, Ab + (kk * 16 + (lane & 15)) * kPitch + np * 16 + (lane >> 4) * 8);
+            Mma<T>::run(z[2 * np], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[0], b[1]);
+            Mma<T>::run(z[2 * np + 1], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[2], b[3]);
+          }
+        }
+      }
+      epilogue<T>(oa, ob, c0, q4, c.s, z, olda, oldb);
+    }
+  }
+}
+
+// ---- v side ----------------------------------------------------------------------------
+template <int RMAX>
+struct VSmem {
+  static constexpr int kStages = RMAX <= 64 ? 3 : 2;
+  static constexpr int kStageElems = (RMAX + 16 * kWarps) * kPitch;  // A rows, then the block's X rows
+  static constexpr size_t bytes = sizeof(uint16_t) * kStages * kStageElems;
+};
+
+template <typename T, int RMAX>
+__global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
+    fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
+  constexpr int RB = RMAX / 16, STAGES = VSmem<RMAX>::kStages, SE = VSmem<RMAX>::kStageElems;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* ring = reinterpret_cast<T*>(smem_raw);
+  __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
+  TileCtx c;
+  if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
+  const int r = c.r;
+  const T* X = static_cast<const T*>(p.x);
+  if (tid < 16 * kWarps) {
+    const int w = tid >> 4, i = tid & 15;
+    const int h = static_cast<int>(blockIdx.z) * geo.hg + w / geo.ts;
+    const int t = h < p.H ? __ldg(v.tile_rows + static_cast<long long>(blockIdx.x) * geo.tm + (w % geo.ts) * 16 + i) : -1;
+    xrow[tid] = t >= 0 ? X + t * p.xs0 + h * p.xs1 : nullptr;
+  }
+  __syncthreads();
+  const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
+  auto load_stage = [&](int kc, int buf) {
+    T* Ad = ring + buf * SE;
+    T* Xd = Ad + RMAX * kPitch;
+    const int c0 = kc * kChunk;
+    for (int idx = tid; idx < c.r16 * (kChunk / 8); idx += kThreads) {
+      const int j = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
+      T* dst = Ad + j * kPitch + col;
+      if (j < r) cp_async16(dst, Al + static_cast<long long>(j) * p.As1 + c0 + col);
+      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    for (int idx = tid; idx < 16 * kWarps * (kChunk / 8); idx += kThreads) {
+      const int rho = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
+      T* dst = Xd + rho * kPitch + col;
+      const T* src = xrow[rho];
+      if (src) cp_async16(dst, src + c0 + col);
+      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+
+  // ---- stage 1: Y = X_h @ A^T over R_kv in kChunk slices (multistage ring) ----
+  const int nk = p.R_kv / kChunk;
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < nk) load_stage(st, st);
+    cp_async_commit();
+  }
+  float y[2 * RB][4];
+#pragma unroll
+  for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
+  for (int kc = 0; kc < nk; ++kc) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // slice kc visible; every warp done with slice kc-1's buffer
+    if (kc + STAGES - 1 < nk) load_stage(kc + STAGES - 1, (kc + STAGES - 1) % STAGES);
+    cp_async_commit();
+    if (c.live) {
+      const T* Ab = ring + (kc % STAGES) * SE;
+      const T* Xb = Ab + RMAX * kPitch + warp * 16 * kPitch;
+#pragma unroll
+      for (int kk = 0; kk < kChunk / 16; ++kk) {
+        uint32_t a[4];
+        ldsm_x4(a, Xb + (lane & 15) * kPitch + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int np = 0; np < RB; ++np) {
+          if (np * 16 < c.r16) {
+            uint32_t b[4];
+            ldsm_x4(b, Ab + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * kPitch + kk * 16 + ((lane >> 3) & 1) * 8);
+            Mma<T>::run(y[2 * np], a[0], a[1], a[2], a[3], b[0], b[1]);
+            Mma<T>::run(y[2 * np + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  if (!c.live) return;  // no block-wide barrier follows
+  uint32_t af[RB][4];
+  y_to_a_frags<T, RB>(y, r, q4, af);
+
+  // ---- stage 2: Z = Y @ B_vc[h]^T per 64 output columns; B_vc fragments from global ----
+  const int g = lane >> 2;
+  const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
+                (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
+  T* O = static_cast<T*>(p.out);
+  T* oa = c.ra >= 0 ? O + c.ra * p.os0 + c.h * p.os1 : nullptr;
+  T* ob = c.rb >= 0 ? O + c.rb * p.os0 + c.h * p.os1 : nullptr;
+  for (int d0 = 0; d0 < p.D_v; d0 += kChunk) {
+    uint32_t olda[8], oldb[8];
+    load_old(oa, d0, q4, olda);
+    load_old(ob, d0, q4, oldb);
+    float z[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < RB; ++kk) {
+      if (kk * 16 < c.r16) {
+        const int j0 = kk * 16 + 2 * q4;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const T* brow = Bv + static_cast<long long>(d0 + nt * 8 + g) * p.Bs1;
+          const uint32_t b0 = ld_pair_ro(brow + j0, r - j0), b1 = ld_pair_ro(brow + j0 + 8, r - j0 - 8);
+          Mma<T>::run(z[nt], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b0, b1);
+        }
+      }
+    }
+    epilogue<T>(oa, ob, d0, q4, c.s, z, olda, oldb);
+  }
+}
+
+// ---- host side -------------------------------------------------------------------------
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) return 132;
+    return v;
+  }();
+  return n;
+}
+
+bool aligned16(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; }
+bool stride_ok(long long s, long long extent) { return extent <= 1 || s % 8 == 0; }
+
+// Tile geometry from the shape only (graph-safe): how many tokens one slot
+// is expected to bring decides tile height vs heads per block.
+Geom choose_geom(int S, int H, int L, long long capacity) {
+  Geom g;
+  const long long slots = std::max<long long>(1, std::min<long long>(L, capacity));
+  const long long per_slot = S / slots;
+  g.hg = per_slot >= 48 ? 1 : (per_slot >= 24 ? 2 : 4);
+  while (g.hg > 1 && g.hg > H) g.hg /= 2;
+  g.ts = kWarps / g.hg;
+  g.tm = 16 * g.ts;
+  return g;
+}
+
+long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
+  if (S <= 0 || nseg <= 0 || max_seg_len <= 0) return 0;
+  const long long a = nseg * ((static_cast<long long>(max_seg_len) + tm - 1) / tm);
+  const long long b = (static_cast<long long>(S) + tm - 1) / tm + std::min<long long>(L, nseg);
+  return std::min(a, b);
+}
+
+struct PlanLayout {
+  size_t count = 0, cursor = 0, base = 0, num = 0, tile_slot = 0, rows = 0, bytes = 0;
+};
+size_t align16(size_t x) { return (x + 15) & ~size_t{15}; }
+PlanLayout plan_layout(int L, long long max_tiles, int tm) {
+  PlanLayout pl;
+  size_t off = 0;
+  pl.count = off, off = align16(off + sizeof(unsigned long long) * static_cast<size_t>(L));
+  pl.cursor = off, off = align16(off + sizeof(unsigned long long) * static_cast<size_t>(L));
+  pl.base = off, off = align16(off + sizeof(int) * (static_cast<size_t>(L) + 1));
+  pl.num = off, off = align16(off + sizeof(int));
+  pl.tile_slot = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles));
+  pl.rows = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles) * static_cast<size_t>(tm));
+  pl.bytes = off;
+  return pl;
+}
+
+template <typename Kern>
+Status launch(Kern kern, dim3 grid, int threads, size_t smem, cudaStream_t stream, const KParams& p, const Geom& geo,
+              const Plan& plan) {
+  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
+  kern<<<grid, threads, smem, stream>>>(p, geo, plan);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM fast kernel launch: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+template <typename T, int RMAX>
+Status launch_side(const KParams& p, Side side, dim3 grid, const Geom& geo, const Plan& plan, cudaStream_t stream) {
+  if (side == Side::q)
+    return launch(fast_q_kernel<T, RMAX>, grid, kThreads, QSmem<RMAX>::bytes, stream, p, geo, plan);
+  return launch(fast_v_kernel<T, RMAX>, grid, kThreads, VSmem<RMAX>::bytes, stream, p, geo, plan);
+}
+
+template <typename T>
+Status launch_typed(const KParams& p, Side side, dim3 grid, const Geom& geo, const Plan& plan, cudaStream_t stream) {
+  if (p.r_max <= 32) return launch_side<T, 32>(p, side, grid, geo, plan, stream);
+  if (p.r_max <= 64) return launch_side<T, 64>(p, side, grid, geo, plan, stream);
+  return launch_side<T, 128>(p, side, grid, geo, plan, stream);
+}
+
+}  // namespace
+
+bool fast_dims_eligible(const ProblemShape& shape, Side side) {
+  const Dims& d = shape.dims;
+  if (shape.dtype == DType::f32) return false;
+  if (d.r_max < 1 || d.r_max > kMaxRank || d.R_kv % kChunk != 0 || d.R_kv <= 0) return false;
+  if (d.H > 65535 || d.S > (1LL << 30)) return false;
+  return side == Side::q ? (d.D_qk % 16 == 0 && d.D_qk > 0) : (d.D_v % kChunk == 0 && d.D_v > 0);
+}
+
+size_t fast_workspace_size(const ProblemShape& shape, Side side) {
+  if (!fast_dims_eligible(shape, side)) return 0;
+  const Dims& d = shape.dims;
+  const Geom geo = choose_geom(static_cast<int>(d.S), static_cast<int>(d.H), static_cast<int>(d.L),
+                               shape.segment_capacity);
+  const long long mt = max_tiles_for(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
+                                     static_cast<int>(shape.max_segment_len), geo.tm);
+  return plan_layout(static_cast<int>(d.L), mt, geo.tm).bytes;
+}
+
+bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side) {
+  if (!fast_dims_eligible(shape, side)) return false;
+  if (!aligned16(p.x) || !aligned16(p.out) || !aligned16(p.A) || !aligned16(p.B)) return false;
+  if (!stride_ok(p.xs0, p.S) || !stride_ok(p.xs1, p.H) || !stride_ok(p.os0, p.S) || !stride_ok(p.os1, p.H))
+    return false;
+  if (!stride_ok(p.As0, p.L) || !stride_ok(p.As1, p.r_max) || !stride_ok(p.Bs0, p.L)) return false;
+  return stride_ok(p.Bs1, static_cast<long long>(p.H) * (p.D_qk + p.D_v));
+}
+
+Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
+                   size_t workspace_bytes, cudaStream_t stream) {
+  const Geom base = choose_geom(p.S, p.H, p.L, shape.segment_capacity);
+  const long long mt_ws = max_tiles_for(p.S, p.L, shape.segment_capacity, p.max_seg_len, base.tm);
+  const PlanLayout pl = plan_layout(p.L, mt_ws, base.tm);
+  if (workspace == nullptr || workspace_bytes < pl.bytes)
+    return Status{StatusCode::workspace_too_small,
+                  "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(pl.bytes) +
+                      " needed by the fused fast path's tile plan"};
+  if (mt_ws <= 0) return Status::Ok();
+  if (mt_ws > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
+  unsigned char* ws = static_cast<unsigned char*>(workspace);
+  Plan plan;
+  plan.slot_count = reinterpret_cast<unsigned long long*>(ws + pl.count);
+  plan.slot_cursor = reinterpret_cast<unsigned long long*>(ws + pl.cursor);
+  plan.slot_base = reinterpret_cast<int*>(ws + pl.base);
+  plan.num_tiles = reinterpret_cast<int*>(ws + pl.num);
+  plan.tile_slot = reinterpret_cast<int*>(ws + pl.tile_slot);
+  plan.tile_rows = reinterpret_cast<int*>(ws + pl.rows);
+  plan.max_tiles = static_cast<int>(mt_ws);
+  plan.tm = base.tm;
+
+  plan_kernel<<<1, kPlanThreads, 0, stream>>>(p, plan);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM plan kernel launch: ") + cudaGetErrorString(e));
+
+  // Grid: tiles of this launch (host mode: bounded by the host live count).
+  const long long nseg = p.nseg_dev != nullptr ? shape.segment_capacity : p.nseg_host;
+  const long long tiles = std::min(mt_ws, max_tiles_for(p.S, p.L, nseg, p.max_seg_len, base.tm));
+  if (tiles <= 0) return Status::Ok();
+  const int head_blocks = (p.H + base.hg - 1) / base.hg;
+  Geom geo = base;
+  int nsplit = 1;
+  if (side == Side::q) {
+    // Split the R_kv output columns over blocks until the grid fills the GPU
+    // (decode latency); each split recomputes the cheap X @ B_kc.
+    const long long target = 4LL * sm_count();
+    const int chunks = p.R_kv / kChunk;
+    while (tiles * head_blocks * nsplit < target && chunks % (2 * nsplit) == 0) nsplit *= 2;
+    geo.cols_per_block = p.R_kv / nsplit;
+  }
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(nsplit), static_cast<unsigned>(head_blocks));
+  if (dt == DType::bf16) return launch_typed<__nv_bfloat16>(p, side, grid, geo, plan, stream);
+  if (dt == DType::f16) return launch_typed<__half>(p, side, grid, geo, plan, stream);
+  return Status::NotSupported("SGMM fast path: f32");
+}
+
+}  // namespace mlalora::optimized::detail
