@@ -33,6 +33,9 @@ GenConfig GenConfig::gpu_fast_path() {
   c.max_tokens = 160;
   c.max_slots = 6;
   c.max_rank = 128;
+  // Even r_max (a contiguous B then has even row strides, which the fast
+  // path's paired loads need); per-slot ranks stay any value in [0, r_max].
+  c.r_max_choices = {2, 8, 16, 24, 32, 40, 64, 80, 96, 112, 128};
   c.max_segments = 24;
   c.allow_inner_stride = false;
   c.aligned_strides = true;
@@ -85,7 +88,8 @@ rc::Gen<Case> gen_case(const GenConfig& cfg) {
     d.D_v = *gen::elementOf(cfg.head_dims);
     d.R_kv = *gen::elementOf(cfg.latent_dims);
     d.L = *gen::inRange<int64_t>(1, cfg.max_slots + 1);
-    d.r_max = *gen::inRange<int64_t>(1, cfg.max_rank + 1);
+    d.r_max = cfg.r_max_choices.empty() ? *gen::inRange<int64_t>(1, cfg.max_rank + 1)
+                                        : *gen::elementOf(cfg.r_max_choices);
     return d;
   });
   return gen::mapcat(gen_dims, [cfg](const Dims& d) {

@@ -28,8 +28,9 @@
 // read (zero-filled) and Y at j >= r is set to zero before stage 2, so NaN/Inf
 // inputs cannot leak through padded columns.
 // Eligibility (fast_eligible): bf16/f16, r_max <= 128, D_qk % 16 == 0 (q),
-// R_kv % 64 == 0, D_v % 64 == 0 (v), 16-byte aligned pointers and outer strides
-// that are multiples of 8 elements. Anything else runs the general kernels.
+// R_kv % 64 == 0, D_v % 64 == 0 (v); activations and A 16-byte aligned with
+// outer strides in multiples of 8 elements, B 4-byte aligned with even strides
+// (so r_max must be even for a contiguous B). Anything else runs the general kernels.
 // Garbage index data: the plan applies the same segment filter as the other
 // kernels (sgmm_common.cuh) and clamps every index it writes, so the main
 // kernels only ever see in-range rows and slots.
@@ -150,12 +151,36 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
 
 // ---- main-kernel helpers ---------------------------------------------------------
 
+// Predicated global loads (zero when the predicate is off; nothing is read
+// then). Written as predicated PTX rather than branches so that every load of
+// a batch is issued before the MMAs that consume it.
+__device__ __forceinline__ uint32_t ldg32_if(const void* p, bool pred) {
+  uint32_t v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b32 %0, 0;\n @q ld.global.nc.b32 %0, [%1];\n}\n"
+      : "=r"(v)
+      : "l"(p), "r"(static_cast<int>(pred)));
+  return v;
+}
+__device__ __forceinline__ uint32_t ldg16_if(const void* p, bool pred) {
+  unsigned short v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b16 %0, 0;\n @q ld.global.nc.b16 %0, [%1];\n}\n"
+      : "=h"(v)
+      : "l"(p), "r"(static_cast<int>(pred)));
+  return static_cast<uint32_t>(v);
+}
+// Coherent variant for the output tensor (read, then written by the same thread).
+__device__ __forceinline__ uint32_t ld32_if(const void* p, bool pred) {
+  uint32_t v;
+  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b32 %0, 0;\n @q ld.global.b32 %0, [%1];\n}\n"
+               : "=r"(v)
+               : "l"(p), "r"(static_cast<int>(pred)));
+  return v;
+}
+
 // Two consecutive elements at p (4-byte aligned), only the first `n` valid (n <= 0: zero).
 template <typename T>
 __device__ __forceinline__ uint32_t ld_pair_ro(const T* p, int n) {
-  if (n >= 2) return __ldg(reinterpret_cast<const unsigned int*>(p));
-  if (n == 1) return static_cast<uint32_t>(__ldg(reinterpret_cast<const unsigned short*>(p)));
-  return 0u;
+  return ldg32_if(p, n >= 2) | ldg16_if(p, n == 1);
 }
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -180,7 +205,7 @@ __device__ __forceinline__ void y_to_a_frags(const float (&y)[2 * RB][4], int r,
 template <typename T>
 __device__ __forceinline__ void load_old(const T* row, int c0, int q4, uint32_t (&old)[8]) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) old[nt] = row ? *reinterpret_cast<const uint32_t*>(row + c0 + nt * 8 + 2 * q4) : 0u;
+  for (int nt = 0; nt < 8; ++nt) old[nt] = ld32_if(row + c0 + nt * 8 + 2 * q4, row != nullptr);
 }
 
 // out = round(fmaf(s, z, out)) for the two rows of a warp's C fragments.
@@ -271,21 +296,37 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
   if (c.live) {
     const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                   static_cast<long long>(c.h) * (p.D_qk + p.D_v) * p.Bs1;
-#pragma unroll 2
-    for (int k0 = 0; k0 < p.D_qk; k0 += 16) {
-      const int ka = k0 + 2 * q4;
-      const uint32_t a0 = xa ? __ldg(reinterpret_cast<const unsigned int*>(xa + ka)) : 0u;
-      const uint32_t a1 = xb ? __ldg(reinterpret_cast<const unsigned int*>(xb + ka)) : 0u;
-      const uint32_t a2 = xa ? __ldg(reinterpret_cast<const unsigned int*>(xa + ka + 8)) : 0u;
-      const uint32_t a3 = xb ? __ldg(reinterpret_cast<const unsigned int*>(xb + ka + 8)) : 0u;
-      const T* blo = Bh + static_cast<long long>(k0 + g) * p.Bs1;
-      const T* bhi = Bh + static_cast<long long>(k0 + 8 + g) * p.Bs1;
+    // KB k-steps per batch: every global load of a batch is issued before
+    // the first MMA that needs one (the loads are predicated, not branched
+    // around, so the compiler can hoist them); one L2 round trip per batch.
+    constexpr int KB = RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2);
+    for (int k0 = 0; k0 < p.D_qk; k0 += 16 * KB) {
+      uint32_t xf[KB][4], wf[KB][2 * RB][2];
 #pragma unroll
-      for (int nt = 0; nt < 2 * RB; ++nt) {
-        if (nt * 8 < c.r16) {  // warp-uniform
-          const int j = nt * 8 + 2 * q4;
-          const uint32_t w0 = ld_pair_ro(blo + j, r - j), w1 = ld_pair_ro(bhi + j, r - j);
-          Mma<T>::run(y[nt], a0, a1, a2, a3, movtrans(w0), movtrans(w1));
+      for (int sb = 0; sb < KB; ++sb) {
+        const int kb = k0 + 16 * sb, ka = kb + 2 * q4;
+        const bool kin = kb < p.D_qk;
+        xf[sb][0] = ldg32_if(xa + ka, kin && xa);
+        xf[sb][1] = ldg32_if(xb + ka, kin && xb);
+        xf[sb][2] = ldg32_if(xa + ka + 8, kin && xa);
+        xf[sb][3] = ldg32_if(xb + ka + 8, kin && xb);
+        const T* blo = Bh + static_cast<long long>(kin ? kb + g : 0) * p.Bs1;
+        const T* bhi = Bh + static_cast<long long>(kin ? kb + 8 + g : 0) * p.Bs1;
+#pragma unroll
+        for (int nt = 0; nt < 2 * RB; ++nt) {
+          const int j = nt * 8 + 2 * q4, n = kin ? r - j : 0;
+          wf[sb][nt][0] = ld_pair_ro(blo + j, n);
+          wf[sb][nt][1] = ld_pair_ro(bhi + j, n);
+        }
+      }
+#pragma unroll
+      for (int sb = 0; sb < KB; ++sb) {
+        if (k0 + 16 * sb < p.D_qk) {
+#pragma unroll
+          for (int nt = 0; nt < 2 * RB; ++nt)
+            if (nt * 8 < c.r16)  // warp-uniform
+              Mma<T>::run(y[nt], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], movtrans(wf[sb][nt][0]),
+                          movtrans(wf[sb][nt][1]));
         }
       }
     }
@@ -297,15 +338,21 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
   T* O = static_cast<T*>(p.out);
   T* oa = c.ra >= 0 ? O + c.ra * p.os0 + c.h * p.os1 : nullptr;
   T* ob = c.rb >= 0 ? O + c.rb * p.os0 + c.h * p.os1 : nullptr;
+  // Old output values one chunk ahead (registers), so the read of chunk ci+1
+  // overlaps the MMAs and the stores of chunk ci.
+  uint32_t olda[8], oldb[8];
+  load_old(oa, c_begin, q4, olda);
+  load_old(ob, c_begin, q4, oldb);
   for (int ci = 0; ci < nch; ++ci) {
     const int buf = ci & 1, c0 = c_begin + ci * kChunk;
-    uint32_t olda[8], oldb[8];
-    load_old(oa, c0, q4, olda);
-    load_old(ob, c0, q4, oldb);
     cp_async_wait<0>();
     __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's buffer
     if (ci + 1 < nch) load_a(ci + 1, buf ^ 1);
     cp_async_commit();
+    uint32_t nexta[8], nextb[8];
+    const bool more = ci + 1 < nch;
+    load_old(more ? oa : nullptr, c0 + kChunk, q4, nexta);
+    load_old(more ? ob : nullptr, c0 + kChunk, q4, nextb);
     if (c.live) {
       const T* Ab = As + buf * RMAX * kPitch;
       float z[8][4];
@@ -325,6 +372,8 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
       }
       epilogue<T>(oa, ob, c0, q4, c.s, z, olda, oldb);
     }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) olda[nt] = nexta[nt], oldb[nt] = nextb[nt];
   }
 }
 
@@ -337,7 +386,7 @@ struct VSmem {
 };
 
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
+__global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
     fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
   constexpr int RB = RMAX / 16, STAGES = VSmem<RMAX>::kStages, SE = VSmem<RMAX>::kStageElems;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -428,16 +477,29 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
     float z[8][4];
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
+    // KV k-steps of B_vc fragments per batch, all loads issued before the MMAs.
+    constexpr int KV = 2;
 #pragma unroll
-    for (int kk = 0; kk < RB; ++kk) {
-      if (kk * 16 < c.r16) {
-        const int j0 = kk * 16 + 2 * q4;
+    for (int kk0 = 0; kk0 < RB; kk0 += KV) {
+      if (kk0 * 16 < c.r16) {  // warp-uniform
+        uint32_t bf[KV][8][2];
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          const T* brow = Bv + static_cast<long long>(d0 + nt * 8 + g) * p.Bs1;
-          const uint32_t b0 = ld_pair_ro(brow + j0, r - j0), b1 = ld_pair_ro(brow + j0 + 8, r - j0 - 8);
-          Mma<T>::run(z[nt], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b0, b1);
+        for (int sb = 0; sb < KV; ++sb) {
+          const int j0 = (kk0 + sb) * 16 + 2 * q4;
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            const T* brow = Bv + static_cast<long long>(d0 + nt * 8 + g) * p.Bs1;
+            bf[sb][nt][0] = ld_pair_ro(brow + j0, r - j0);
+            bf[sb][nt][1] = ld_pair_ro(brow + j0 + 8, r - j0 - 8);
+          }
         }
+#pragma unroll
+        for (int sb = 0; sb < KV; ++sb)
+          if ((kk0 + sb) * 16 < c.r16)
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+              Mma<T>::run(z[nt], af[kk0 + sb][0], af[kk0 + sb][1], af[kk0 + sb][2], af[kk0 + sb][3], bf[sb][nt][0],
+                          bf[sb][nt][1]);
       }
     }
     epilogue<T>(oa, ob, d0, q4, c.s, z, olda, oldb);
@@ -542,11 +604,14 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
 
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side) {
   if (!fast_dims_eligible(shape, side)) return false;
-  if (!aligned16(p.x) || !aligned16(p.out) || !aligned16(p.A) || !aligned16(p.B)) return false;
+  if (!aligned16(p.x) || !aligned16(p.out) || !aligned16(p.A)) return false;
   if (!stride_ok(p.xs0, p.S) || !stride_ok(p.xs1, p.H) || !stride_ok(p.os0, p.S) || !stride_ok(p.os1, p.H))
     return false;
-  if (!stride_ok(p.As0, p.L) || !stride_ok(p.As1, p.r_max) || !stride_ok(p.Bs0, p.L)) return false;
-  return stride_ok(p.Bs1, static_cast<long long>(p.H) * (p.D_qk + p.D_v));
+  if (!stride_ok(p.As0, p.L) || !stride_ok(p.As1, p.r_max)) return false;
+  // B is only read in pairs of elements (32-bit loads): 4-byte alignment suffices.
+  if ((reinterpret_cast<uintptr_t>(p.B) & 3u) != 0) return false;
+  auto even = [](long long st, long long extent) { return extent <= 1 || st % 2 == 0; };
+  return even(p.Bs0, p.L) && even(p.Bs1, static_cast<long long>(p.H) * (p.D_qk + p.D_v));
 }
 
 Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,

@@ -31,7 +31,8 @@ struct GenConfig {
   std::vector<int64_t> head_counts{1, 2, 3, 4, 5, 8};             // H
   int64_t max_tokens = 40;                                        // S
   int64_t max_slots = 4;                                          // L
-  int64_t max_rank = 20;                                          // r_max
+  int64_t max_rank = 20;                                          // r_max (uniform in [1, max_rank])
+  std::vector<int64_t> r_max_choices;                             // if set: r_max drawn from these instead
   int64_t max_segments = 6;
   bool allow_permutation = true;
   bool allow_strides = true;          // padded (non-contiguous) outer strides
