@@ -153,17 +153,14 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
           continue;
         }
         modes.emplace_back("stream", [&, runner, path] {
-          for (Side side : kBothSides) MLALORA_RETURN_IF_ERROR(runner->run(dp, side, path, false, stream));
-          return Status::Ok();
+          return runner->run_both(dp, path, false, stream);
         });
         if (opt.graphs) {
           // One captured graph (both sides, live count read on the device).
           cudaGraph_t g = nullptr;
           Status cap = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
           if (cap.ok()) {
-            Status in = Status::Ok();
-            for (Side side : kBothSides)
-              if (in.ok()) in = runner->run(dp, side, path, true, stream);
+            Status in = runner->run_both(dp, path, true, stream);
             cap = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
             if (cap.ok()) cap = in;
           }

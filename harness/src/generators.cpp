@@ -33,9 +33,9 @@ GenConfig GenConfig::gpu_fast_path() {
   c.max_tokens = 160;
   c.max_slots = 6;
   c.max_rank = 128;
-  // Even r_max (a contiguous B then has even row strides, which the fast
-  // path's paired loads need); per-slot ranks stay any value in [0, r_max].
-  c.r_max_choices = {2, 8, 16, 24, 32, 40, 64, 80, 96, 112, 128};
+  // r_max in multiples of 8 (a contiguous B then has 16-byte rows, which the
+  // fast path's cp.async needs); per-slot ranks stay any value in [0, r_max].
+  c.r_max_choices = {8, 16, 24, 32, 40, 64, 80, 96, 112, 128};
   c.max_segments = 24;
   c.allow_inner_stride = false;
   c.aligned_strides = true;

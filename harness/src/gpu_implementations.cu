@@ -267,6 +267,14 @@ Status SgmmRunner::run(const DeviceProblem& dp, Side side, optimized::Path path,
                                     stream);
 }
 
+Status SgmmRunner::run_both(const DeviceProblem& dp, optimized::Path path, bool graph_mode, cudaStream_t stream) {
+  const size_t need = optimized::workspace_size_both(dp.shape(), path);
+  if (need > 0 && (workspace_.get() == nullptr || workspace_.bytes() < need))
+    MLALORA_RETURN_IF_ERROR(workspace_.allocate(need));
+  return optimized::lora_correction_both(dp.shape(), dp.args(graph_mode), path, workspace_.get(), workspace_.bytes(),
+                                         stream);
+}
+
 // ---- the registered implementations --------------------------------------------
 
 namespace {
@@ -304,7 +312,9 @@ class SgmmImplementation final : public Implementation {
     MLALORA_RETURN_IF_ERROR(supports(p));
     DeviceProblem dp;
     MLALORA_RETURN_IF_ERROR(dp.init(p, io));
-    for (Side side : kBothSides) MLALORA_RETURN_IF_ERROR(runner_.run(dp, side, path_, /*graph_mode=*/false, nullptr));
+    // Both sides through the one-call API (what an engine calls per layer);
+    // the per-side API is exercised by the graph and index tests.
+    MLALORA_RETURN_IF_ERROR(runner_.run_both(dp, path_, /*graph_mode=*/false, nullptr));
     MLALORA_RETURN_IF_ERROR(cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize after SGMM"));
     MLALORA_RETURN_IF_ERROR(cuda_check(cudaGetLastError(), "SGMM kernels"));
     return dp.download_outputs(io);

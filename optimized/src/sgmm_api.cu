@@ -1,4 +1,5 @@
 // Host API of the SGMM kernels: validation, workspace sizing, kernel choice.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -192,6 +193,25 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
   if (fast_allowed() && detail::fast_eligible(shape, p, side))
     return detail::launch_fast(shape, p, shape.dtype, side, workspace, workspace_bytes, stream);
   return run_mode(p, shape.dtype, side, Mode::fused, stream);
+}
+
+size_t workspace_size_both(const ProblemShape& shape, Path path) {
+  return std::max(workspace_size(shape, path, Side::q), workspace_size(shape, path, Side::v));
+}
+
+Status lora_correction_both(const ProblemShape& shape, const DeviceArgs& args, Path path, void* workspace,
+                            size_t workspace_bytes, cudaStream_t stream) {
+  MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::q));
+  MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::v));
+  if (path == Path::fused && !split_needed(shape, path) && fast_allowed() && !nothing_to_do(shape, args)) {
+    const KParams pq = make_params(shape, args, Side::q), pv = make_params(shape, args, Side::v);
+    if (detail::fast_eligible(shape, pq, Side::q) && detail::fast_eligible(shape, pv, Side::v)) {
+      if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0) return Status::Invalid("workspace is not 16-byte aligned");
+      return detail::launch_fast_both(shape, pq, pv, shape.dtype, workspace, workspace_bytes, stream);
+    }
+  }
+  MLALORA_RETURN_IF_ERROR(lora_correction(shape, args, Side::q, path, workspace, workspace_bytes, stream));
+  return lora_correction(shape, args, Side::v, path, workspace, workspace_bytes, stream);
 }
 
 Status step_a_q(const ProblemShape& s, const DeviceArgs& a, void* inter, cudaStream_t st) {

@@ -10,18 +10,20 @@
 //  2. fast_q_kernel / fast_v_kernel: block = (tile, head group, [q: output
 //     column range]); 4 warps, warp = (head, 16 tokens of the tile).
 //
-// q side, per warp: Y (16 x r) = X_h @ B_kc[h] with X and B_kc fragments
-//   straight from global (B_kc is stored (d, j): 32-bit loads along j,
-//   transposed in registers by movmatrix), Y masked to j < r and rounded to
-//   the act dtype IN REGISTERS (the C fragments are the next MMA's A
-//   fragments); then Z = Y @ A over 64-column chunks of A, which all four
-//   warps share through a cp.async double buffer in shared memory; epilogue
-//   out = round(fmaf(s, z, out)) in fragment layout (32-bit accesses).
+// q side, per warp: Y (16 x r) = X_h @ B_kc[h], X fragments straight from
+//   global (32-bit loads), B_kc streamed through a per-warp cp.async double
+//   buffer (KC rows of d) and read by ldmatrix.trans; Y masked to j < r and
+//   rounded to the act dtype IN REGISTERS (the C fragments are the next MMA's
+//   A fragments); then Z = Y @ A over 64-column chunks of A, which all four
+//   warps share through a cp.async double buffer; the old output chunk comes
+//   into a per-warp staging tile by cp.async (coalesced 16-byte), the epilogue
+//   out = round(fmaf(s, z, out)) runs on that tile, and 16-byte stores write it back.
 // v side: Y = X_h @ A^T with X (64 rows of the block) and A (r rows) streamed
-//   through a cp.async multistage ring in 64-column chunks of R_kv (ldmatrix);
-//   then Z = Y @ B_vc[h]^T per 64 output columns, B_vc fragments straight
-//   from global (its (d, j) layout is already the B operand's), same epilogue.
-//
+//   through a cp.async multistage ring in 64-column slices of R_kv (ldmatrix);
+//   then the ring becomes per-warp staging: B_vc (DC rows of d) and the old
+//   output tile by cp.async, Z = Y @ B_vc[h]^T by ldmatrix, same epilogue.
+// All global traffic of the main kernels is 16-byte cp.async / stores except
+// the q side's X fragments (D_qk per row, the smallest input).
 // Rounding: identical to the other kernel families (fp32 accumulation, Y
 // rounded to the act dtype, one fmaf + one rounding per output element).
 // Rank handling: per-slot rank r <= r_max <= 128; weights at j >= r are never
@@ -59,11 +61,12 @@ constexpr int kMaxRank = 128;
 // Workspace views written by plan_kernel and read by the main kernels.
 struct Plan {
   unsigned long long* slot_count = nullptr;   // L: live rows per slot
-  unsigned long long* slot_cursor = nullptr;  // L: scatter cursor
+  unsigned long long* slot_cursor = nullptr;  // L: counter / scatter cursor when L > kPlanSmemSlots
   int* slot_base = nullptr;                   // L+1: first tile of each slot (clamped to max_tiles)
   int* num_tiles = nullptr;                   // 1
   int* tile_slot = nullptr;                   // max_tiles
-  int* tile_rows = nullptr;                   // max_tiles * tm: physical token row, -1 = padding
+  int* tile_rows = nullptr;                   // max_tiles * tm: physical token row (-1: bad permutation
+                                              // entry); entries past a slot's row count are unwritten
   int max_tiles = 0;
   int tm = 16;
 };
@@ -76,6 +79,11 @@ struct Geom {
 };
 
 // ---- plan ------------------------------------------------------------------------
+// One block. Per-slot counters live in shared memory when L is small enough
+// (the common case), else in the workspace. Padding rows of a slot's last
+// tile are not written: the main kernels know a row is padding from the
+// slot's row count, so the plan needs no fill pass.
+constexpr int kPlanSmemSlots = 2048;
 
 __device__ __forceinline__ bool segment_ok(const KParams& p, int g, int& b, int& e, int& w) {
   b = __ldg(p.seg_indptr + g);
@@ -89,28 +97,41 @@ __device__ __forceinline__ bool segment_ok(const KParams& p, int g, int& b, int&
 __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, const Plan v) {
   using Scan = cub::BlockScan<long long, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ unsigned long long s_count[kPlanSmemSlots];
+  __shared__ int s_base[kPlanSmemSlots + 1];
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const bool small = p.L <= kPlanSmemSlots;
+  unsigned long long* count = small ? s_count : v.slot_cursor;  // becomes the scatter cursor after the scan
+  int* base = small ? s_base : v.slot_base;
   const int n = live_segments(p);
-  for (int l = tid; l < p.L; l += kPlanThreads) v.slot_count[l] = 0ull, v.slot_cursor[l] = 0ull;
+  for (int l = tid; l < p.L; l += kPlanThreads) count[l] = 0ull;
   __syncthreads();
   for (int g = tid; g < n; g += kPlanThreads) {
     int b, e, w;
-    if (segment_ok(p, g, b, e, w)) atomicAdd(v.slot_count + w, static_cast<unsigned long long>(e - b));
+    if (segment_ok(p, g, b, e, w)) atomicAdd(count + w, static_cast<unsigned long long>(e - b));
   }
   __syncthreads();
   // Tiles per slot -> exclusive prefix (clamped: garbage data cannot exceed the workspace).
   long long running = 0;
   for (int c0 = 0; c0 < p.L; c0 += kPlanThreads) {
     const int l = c0 + tid;
-    const long long nt = l < p.L ? static_cast<long long>((v.slot_count[l] + v.tm - 1) / v.tm) : 0;
+    const unsigned long long cnt = l < p.L ? count[l] : 0ull;
+    const long long nt = static_cast<long long>((cnt + v.tm - 1) / v.tm);
     long long excl = 0, agg = 0;
     Scan(scan_tmp).ExclusiveSum(nt, excl, agg);
-    if (l < p.L) v.slot_base[l] = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
+    if (l < p.L) {
+      const int b = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
+      base[l] = b;
+      v.slot_base[l] = b;
+      v.slot_count[l] = cnt;
+      count[l] = 0ull;  // now the cursor
+    }
     running += agg;
     __syncthreads();  // scan_tmp reuse
   }
   const int T = static_cast<int>(min(running, static_cast<long long>(v.max_tiles)));
   if (tid == 0) {
+    base[p.L] = T;
     v.slot_base[p.L] = T;
     *v.num_tiles = T;
   }
@@ -119,21 +140,19 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     int lo = 0, hi = p.L - 1;  // last slot whose first tile is <= k
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
-      if (v.slot_base[mid] <= k) lo = mid;
+      if (base[mid] <= k) lo = mid;
       else hi = mid - 1;
     }
     v.tile_slot[k] = lo;
   }
-  const long long nrows = static_cast<long long>(T) * v.tm;
-  for (long long i = tid; i < nrows; i += kPlanThreads) v.tile_rows[i] = -1;
-  __syncthreads();
   // Scatter: one warp per segment; rows of a slot in any order.
+  const long long nrows = static_cast<long long>(T) * v.tm;
   for (int g = warp; g < n; g += kPlanThreads / 32) {
     int b = 0, e = 0, w = 0, ok = 0;
     unsigned long long pos = 0;
     if (lane == 0) {
       ok = segment_ok(p, g, b, e, w) ? 1 : 0;
-      if (ok) pos = atomicAdd(v.slot_cursor + w, static_cast<unsigned long long>(e - b));
+      if (ok) pos = atomicAdd(count + w, static_cast<unsigned long long>(e - b));
     }
     ok = __shfl_sync(0xffffffffu, ok, 0);
     if (!ok) continue;
@@ -141,7 +160,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     e = __shfl_sync(0xffffffffu, e, 0);
     w = __shfl_sync(0xffffffffu, w, 0);
     pos = __shfl_sync(0xffffffffu, pos, 0);
-    const long long dst0 = static_cast<long long>(v.slot_base[w]) * v.tm + static_cast<long long>(pos);
+    const long long dst0 = static_cast<long long>(base[w]) * v.tm + static_cast<long long>(pos);
     for (int i = b + lane; i < e; i += 32) {
       const long long d = dst0 + (i - b);
       if (d < nrows) v.tile_rows[d] = physical_row(p, i);
@@ -152,7 +171,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
 // ---- main-kernel helpers ---------------------------------------------------------
 
 // Predicated global loads (zero when the predicate is off; nothing is read
-// then). Written as predicated PTX rather than branches so that every load of
+// then), written as predicated PTX rather than branches so that every load of
 // a batch is issued before the MMAs that consume it.
 __device__ __forceinline__ uint32_t ldg32_if(const void* p, bool pred) {
   uint32_t v;
@@ -161,30 +180,31 @@ __device__ __forceinline__ uint32_t ldg32_if(const void* p, bool pred) {
       : "l"(p), "r"(static_cast<int>(pred)));
   return v;
 }
-__device__ __forceinline__ uint32_t ldg16_if(const void* p, bool pred) {
-  unsigned short v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b16 %0, 0;\n @q ld.global.nc.b16 %0, [%1];\n}\n"
-      : "=h"(v)
-      : "l"(p), "r"(static_cast<int>(pred)));
-  return static_cast<uint32_t>(v);
-}
-// Coherent variant for the output tensor (read, then written by the same thread).
-__device__ __forceinline__ uint32_t ld32_if(const void* p, bool pred) {
-  uint32_t v;
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b32 %0, 0;\n @q ld.global.b32 %0, [%1];\n}\n"
-               : "=r"(v)
-               : "l"(p), "r"(static_cast<int>(pred)));
-  return v;
-}
-
-// Two consecutive elements at p (4-byte aligned), only the first `n` valid (n <= 0: zero).
-template <typename T>
-__device__ __forceinline__ uint32_t ld_pair_ro(const T* p, int n) {
-  return ldg32_if(p, n >= 2) | ldg16_if(p, n == 1);
+// cp.async of 16 bytes of which the first `bytes` (0..16) are read, the rest zero-filled.
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(bytes));
 }
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   return Mma<T>::bits(lo) | (Mma<T>::bits(hi) << 16);
+}
+
+// `rows` rows of a weight matrix (row stride ld, first `r` columns valid) into
+// shared memory with row pitch `pitch`, columns [0, r16): full 16-byte copies,
+// a zero-filled partial copy at the rank edge, zeros past it. Rows >= nvalid
+// are zeroed. Threads `t` of `nt` cooperate.
+template <typename T>
+__device__ __forceinline__ void stage_weight_rows(T* dst, int pitch, const T* src, long long ld, int rows, int nvalid,
+                                                  int r, int r16, int t, int nt) {
+  const int per_row = r16 / 8;
+  for (int idx = t; idx < rows * per_row; idx += nt) {
+    const int row = idx / per_row, col = (idx % per_row) * 8;
+    T* d = dst + row * pitch + col;
+    const int n = row < nvalid ? r - col : 0;
+    if (n >= 8) cp_async16(d, src + row * ld + col);
+    else if (n > 0) cp_async16_zfill(d, src + row * ld + col, 2 * n);
+    else *reinterpret_cast<uint4*>(d) = make_uint4(0u, 0u, 0u, 0u);
+  }
 }
 
 // Y accumulators (16 x RMAX, C layout) -> A fragments of the stage-2 MMA,
@@ -201,27 +221,43 @@ __device__ __forceinline__ void y_to_a_frags(const float (&y)[2 * RB][4], int r,
   }
 }
 
-// Old output values of 8 n-tiles (columns c0 + nt*8 + 2*q4, +1) of one row.
-template <typename T>
-__device__ __forceinline__ void load_old(const T* row, int c0, int q4, uint32_t (&old)[8]) {
+// A warp's 16 output rows x (8*NT) columns between global memory and a
+// shared staging tile, with coalesced 16-byte accesses (LOAD: cp.async
+// global -> smem; else smem -> global stores). Row i of the tile is the
+// fragment row held by lane 4*(i%8) as ra (i < 8) or rb (i >= 8); padding
+// rows (-1) are skipped.
+template <typename T, int NT, bool LOAD>
+__device__ __forceinline__ void warp_tile_io(T* tile, int pitch, const KParams& p, int h, int ra, int rb, int c0,
+                                             int lane) {
+  T* O = static_cast<T*>(p.out);
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) old[nt] = ld32_if(row + c0 + nt * 8 + 2 * q4, row != nullptr);
+  for (int i = 0; i < NT / 2; ++i) {
+    const int idx = lane + 32 * i, row = idx / NT, col = (idx % NT) * 8;
+    const int ta = __shfl_sync(0xffffffffu, ra, (row & 7) * 4);
+    const int tb = __shfl_sync(0xffffffffu, rb, (row & 7) * 4);
+    const int t = row < 8 ? ta : tb;
+    if (t >= 0) {
+      T* g = O + t * p.os0 + h * p.os1 + c0 + col;
+      T* s = tile + row * pitch + col;
+      if (LOAD) cp_async16(s, g);
+      else *reinterpret_cast<uint4*>(g) = *reinterpret_cast<const uint4*>(s);
+    }
+  }
 }
 
-// out = round(fmaf(s, z, out)) for the two rows of a warp's C fragments.
-template <typename T>
-__device__ __forceinline__ void epilogue(T* ra, T* rb, int c0, int q4, float s, const float (&z)[8][4],
-                                         const uint32_t (&olda)[8], const uint32_t (&oldb)[8]) {
+// out = round(fmaf(s, z, out)) on the staged tile, in fragment layout.
+template <typename T, int NT>
+__device__ __forceinline__ void staged_epilogue(T* tile, int pitch, int lane, float s, const float (&z)[NT][4]) {
+  const int g = lane >> 2, q4 = lane & 3;
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    const int c = c0 + nt * 8 + 2 * q4;
-    if (ra)
-      *reinterpret_cast<uint32_t*>(ra + c) =
-          pack2<T>(fmaf(s, z[nt][0], Mma<T>::lo(olda[nt])), fmaf(s, z[nt][1], Mma<T>::hi(olda[nt])));
-    if (rb)
-      *reinterpret_cast<uint32_t*>(rb + c) =
-          pack2<T>(fmaf(s, z[nt][2], Mma<T>::lo(oldb[nt])), fmaf(s, z[nt][3], Mma<T>::hi(oldb[nt])));
+  for (int nt = 0; nt < NT; ++nt) {
+    uint32_t* pa = reinterpret_cast<uint32_t*>(tile + g * pitch + nt * 8 + 2 * q4);
+    uint32_t* pb = reinterpret_cast<uint32_t*>(tile + (g + 8) * pitch + nt * 8 + 2 * q4);
+    const uint32_t oa = *pa, ob = *pb;
+    *pa = pack2<T>(fmaf(s, z[nt][0], Mma<T>::lo(oa)), fmaf(s, z[nt][1], Mma<T>::hi(oa)));
+    *pb = pack2<T>(fmaf(s, z[nt][2], Mma<T>::lo(ob)), fmaf(s, z[nt][3], Mma<T>::hi(ob)));
   }
+  __syncwarp();
 }
 
 // Block prologue shared by both sides: the tile's slot, rank, scale and this
@@ -232,6 +268,13 @@ struct TileCtx {
   float s;
   bool live;  // warp-uniform: this warp has at least one live row
 };
+__device__ __forceinline__ int tile_row(const Plan& v, const Geom& geo, int tile, int sub_row, int h, int H,
+                                        long long rows_before, unsigned long long count) {
+  if (h >= H) return -1;
+  const long long local = rows_before + sub_row;  // row index within the slot's run
+  if (local >= static_cast<long long>(count)) return -1;  // padding of the slot's last tile
+  return __ldg(v.tile_rows + static_cast<long long>(tile) * geo.tm + sub_row);
+}
 __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, int head_block,
                                          TileCtx& c) {
   const int tile = static_cast<int>(blockIdx.x);
@@ -244,33 +287,46 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
   c.s = __ldg(p.scalings + c.slot);
   const int warp = static_cast<int>(threadIdx.x) >> 5, g = (static_cast<int>(threadIdx.x) & 31) >> 2;
   c.h = head_block * geo.hg + warp / geo.ts;
-  const int* rows = v.tile_rows + static_cast<long long>(tile) * geo.tm + (warp % geo.ts) * 16;
-  c.ra = c.h < p.H ? __ldg(rows + g) : -1;
-  c.rb = c.h < p.H ? __ldg(rows + g + 8) : -1;
+  const long long before = static_cast<long long>(tile - __ldg(v.slot_base + c.slot)) * geo.tm;
+  const unsigned long long count = v.slot_count[c.slot];
+  const int sub = (warp % geo.ts) * 16;
+  c.ra = tile_row(v, geo, tile, sub + g, c.h, p.H, before, count);
+  c.rb = tile_row(v, geo, tile, sub + g + 8, c.h, p.H, before, count);
   c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
   return true;
 }
 
 // ---- q side ----------------------------------------------------------------------------
+// Shared memory: A chunk double buffer (block), per warp an output staging
+// double buffer and a B_kc staging double buffer of KC rows of d.
 template <int RMAX>
 struct QSmem {
-  static constexpr int kStages = 2;
-  static constexpr size_t bytes = sizeof(uint16_t) * kStages * RMAX * kPitch;
+  static constexpr int kBPitch = RMAX + 8;
+  static constexpr int KC = RMAX <= 64 ? 32 : 16;
+  static constexpr int kAElems = 2 * RMAX * kPitch;
+  static constexpr int kOWarp = 2 * 16 * kPitch;
+  static constexpr int kBWarp = 2 * KC * kBPitch;
+  static constexpr size_t bytes = sizeof(uint16_t) * (kAElems + kWarps * (kOWarp + kBWarp));
 };
 
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
+__global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2))
     fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
-  constexpr int RB = RMAX / 16;
+  using SM = QSmem<RMAX>;
+  constexpr int RB = RMAX / 16, KC = SM::KC, BP = SM::kBPitch;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* As = reinterpret_cast<T*>(smem_raw);
   TileCtx c;
   if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, g = lane >> 2, q4 = lane & 3;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, g = lane >> 2, q4 = lane & 3;
+  T* As = reinterpret_cast<T*>(smem_raw);
+  T* Os = As + SM::kAElems + warp * SM::kOWarp;
+  T* Bw = As + SM::kAElems + kWarps * SM::kOWarp + warp * SM::kBWarp;
   const int r = c.r;
   const int c_begin = static_cast<int>(blockIdx.y) * geo.cols_per_block;
   const int nch = geo.cols_per_block / kChunk;
   const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
+  const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
+                static_cast<long long>(c.h < p.H ? c.h : 0) * (p.D_qk + p.D_v) * p.Bs1;
 
   // A chunk ci -> buffer: rows j < r16 (zero at j >= r), kChunk columns.
   auto load_a = [&](int ci, int buf) {
@@ -283,76 +339,78 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
       else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
     }
   };
+  auto load_o = [&](int ci, int buf) {
+    warp_tile_io<T, kChunk / 8, true>(Os + buf * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb, c_begin + ci * kChunk,
+                                      lane);
+  };
+  auto load_b = [&](int kc, int buf) {  // rows d in [kc*KC, +KC) of B_kc[h]
+    if (c.live)
+      stage_weight_rows(Bw + buf * KC * BP, BP, Bh + static_cast<long long>(kc * KC) * p.Bs1, p.Bs1, KC,
+                        p.D_qk - kc * KC, r, c.r16, lane, 32);
+  };
   load_a(0, 0);
+  load_o(0, 0);
+  cp_async_commit();
+  load_b(0, 0);
   cp_async_commit();
 
-  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16), fragments straight from global ----
+  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16); B_kc through the warp's smem ring ----
   float y[2 * RB][4];
 #pragma unroll
   for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
   const T* X = static_cast<const T*>(p.x);
   const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 : nullptr;
   const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 : nullptr;
-  if (c.live) {
-    const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
-                  static_cast<long long>(c.h) * (p.D_qk + p.D_v) * p.Bs1;
-    // KB k-steps per batch: every global load of a batch is issued before
-    // the first MMA that needs one (the loads are predicated, not branched
-    // around, so the compiler can hoist them); one L2 round trip per batch.
-    constexpr int KB = RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2);
-    for (int k0 = 0; k0 < p.D_qk; k0 += 16 * KB) {
-      uint32_t xf[KB][4], wf[KB][2 * RB][2];
+  const int nkc = (p.D_qk + KC - 1) / KC;
+  for (int kc = 0; kc < nkc; ++kc) {
+    if (kc + 1 < nkc) load_b(kc + 1, (kc + 1) & 1);
+    cp_async_commit();
+    // X fragments of this chunk (32-bit loads; issued before the wait).
+    uint32_t xf[KC / 16][4];
 #pragma unroll
-      for (int sb = 0; sb < KB; ++sb) {
-        const int kb = k0 + 16 * sb, ka = kb + 2 * q4;
-        const bool kin = kb < p.D_qk;
-        xf[sb][0] = ldg32_if(xa + ka, kin && xa);
-        xf[sb][1] = ldg32_if(xb + ka, kin && xb);
-        xf[sb][2] = ldg32_if(xa + ka + 8, kin && xa);
-        xf[sb][3] = ldg32_if(xb + ka + 8, kin && xb);
-        const T* blo = Bh + static_cast<long long>(kin ? kb + g : 0) * p.Bs1;
-        const T* bhi = Bh + static_cast<long long>(kin ? kb + 8 + g : 0) * p.Bs1;
+    for (int sb = 0; sb < KC / 16; ++sb) {
+      const int kb = kc * KC + 16 * sb, ka = kb + 2 * q4;
+      const bool kin = kb < p.D_qk;
+      xf[sb][0] = ldg32_if(xa + ka, kin && xa);
+      xf[sb][1] = ldg32_if(xb + ka, kin && xb);
+      xf[sb][2] = ldg32_if(xa + ka + 8, kin && xa);
+      xf[sb][3] = ldg32_if(xb + ka + 8, kin && xb);
+    }
+    cp_async_wait<1>();
+    __syncwarp();
+    if (c.live) {
+      const T* Bb = Bw + (kc & 1) * KC * BP;
 #pragma unroll
-        for (int nt = 0; nt < 2 * RB; ++nt) {
-          const int j = nt * 8 + 2 * q4, n = kin ? r - j : 0;
-          wf[sb][nt][0] = ld_pair_ro(blo + j, n);
-          wf[sb][nt][1] = ld_pair_ro(bhi + j, n);
-        }
-      }
+      for (int sb = 0; sb < KC / 16; ++sb) {
+        if (kc * KC + 16 * sb < p.D_qk) {
 #pragma unroll
-      for (int sb = 0; sb < KB; ++sb) {
-        if (k0 + 16 * sb < p.D_qk) {
-#pragma unroll
-          for (int nt = 0; nt < 2 * RB; ++nt)
-            if (nt * 8 < c.r16)  // warp-uniform
-              Mma<T>::run(y[nt], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], movtrans(wf[sb][nt][0]),
-                          movtrans(wf[sb][nt][1]));
+          for (int np = 0; np < RB; ++np) {
+            if (np * 16 < c.r16) {  // warp-uniform
+              uint32_t b[4];
+              ldsm_x4_t(b, Bb + (16 * sb + (lane & 15)) * BP + np * 16 + (lane >> 4) * 8);
+              Mma<T>::run(y[2 * np], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], b[0], b[1]);
+              Mma<T>::run(y[2 * np + 1], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], b[2], b[3]);
+            }
+          }
         }
       }
     }
+    __syncwarp();  // buffer kc&1 is refilled two iterations later
   }
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
 
-  // ---- stage 2: Z = Y @ A over the block's column range, A double-buffered ----
-  T* O = static_cast<T*>(p.out);
-  T* oa = c.ra >= 0 ? O + c.ra * p.os0 + c.h * p.os1 : nullptr;
-  T* ob = c.rb >= 0 ? O + c.rb * p.os0 + c.h * p.os1 : nullptr;
-  // Old output values one chunk ahead (registers), so the read of chunk ci+1
-  // overlaps the MMAs and the stores of chunk ci.
-  uint32_t olda[8], oldb[8];
-  load_old(oa, c_begin, q4, olda);
-  load_old(ob, c_begin, q4, oldb);
+  // ---- stage 2: Z = Y @ A over the block's column range; A and the old
+  // output chunk double-buffered (A per block, output per warp) ----
   for (int ci = 0; ci < nch; ++ci) {
     const int buf = ci & 1, c0 = c_begin + ci * kChunk;
     cp_async_wait<0>();
-    __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's buffer
-    if (ci + 1 < nch) load_a(ci + 1, buf ^ 1);
+    __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's buffers
+    if (ci + 1 < nch) {
+      load_a(ci + 1, buf ^ 1);
+      load_o(ci + 1, buf ^ 1);
+    }
     cp_async_commit();
-    uint32_t nexta[8], nextb[8];
-    const bool more = ci + 1 < nch;
-    load_old(more ? oa : nullptr, c0 + kChunk, q4, nexta);
-    load_old(more ? ob : nullptr, c0 + kChunk, q4, nextb);
     if (c.live) {
       const T* Ab = As + buf * RMAX * kPitch;
       float z[8][4];
@@ -370,25 +428,36 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 64 ? 4 : 3)
           }
         }
       }
-      epilogue<T>(oa, ob, c0, q4, c.s, z, olda, oldb);
+      T* tile = Os + buf * 16 * kPitch;
+      staged_epilogue<T, 8>(tile, kPitch, lane, c.s, z);
+      warp_tile_io<T, kChunk / 8, false>(tile, kPitch, p, c.h, c.ra, c.rb, c0, lane);
     }
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) olda[nt] = nexta[nt], oldb[nt] = nextb[nt];
   }
+  (void)g;
 }
 
 // ---- v side ----------------------------------------------------------------------------
+// Stage 1 ring (A rows, then the block's 64 X rows) per 64-column slice of
+// R_kv; stage 2 reuses the ring as per-warp staging: B_vc (DC rows of d) and
+// the output tile (16 x DC).
 template <int RMAX>
 struct VSmem {
   static constexpr int kStages = RMAX <= 64 ? 3 : 2;
-  static constexpr int kStageElems = (RMAX + 16 * kWarps) * kPitch;  // A rows, then the block's X rows
-  static constexpr size_t bytes = sizeof(uint16_t) * kStages * kStageElems;
+  static constexpr int kStageElems = (RMAX + 16 * kWarps) * kPitch;
+  static constexpr int kRingElems = kStages * kStageElems;
+  static constexpr int DC = RMAX <= 64 ? 64 : 32;  // stage-2 output columns per step
+  static constexpr int kBPitch = RMAX + 8, kOPitch = DC + 8;
+  static constexpr int kWarpElems = DC * kBPitch + 16 * kOPitch;
+  static_assert(kWarps * kWarpElems <= kRingElems, "stage-2 staging must fit in the stage-1 ring");
+  static_assert((kWarpElems * 2) % 16 == 0 && (DC * kBPitch * 2) % 16 == 0, "16-byte aligned regions");
+  static constexpr size_t bytes = sizeof(uint16_t) * kRingElems;
 };
 
 template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
     fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
-  constexpr int RB = RMAX / 16, STAGES = VSmem<RMAX>::kStages, SE = VSmem<RMAX>::kStageElems;
+  using SM = VSmem<RMAX>;
+  constexpr int RB = RMAX / 16, STAGES = SM::kStages, SE = SM::kStageElems, DC = SM::DC;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
@@ -397,11 +466,14 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;
   const T* X = static_cast<const T*>(p.x);
-  if (tid < 16 * kWarps) {
-    const int w = tid >> 4, i = tid & 15;
-    const int h = static_cast<int>(blockIdx.z) * geo.hg + w / geo.ts;
-    const int t = h < p.H ? __ldg(v.tile_rows + static_cast<long long>(blockIdx.x) * geo.tm + (w % geo.ts) * 16 + i) : -1;
-    xrow[tid] = t >= 0 ? X + t * p.xs0 + h * p.xs1 : nullptr;
+  {
+    // Row i of warp w's 16: lane 4*(i%8) of warp w holds it as ra (i < 8) / rb.
+    const int ta = __shfl_sync(0xffffffffu, c.ra, (lane & 7) * 4);
+    const int tb = __shfl_sync(0xffffffffu, c.rb, (lane & 7) * 4);
+    if (lane < 16) {
+      const int t = lane < 8 ? ta : tb;
+      xrow[warp * 16 + lane] = t >= 0 ? X + t * p.xs0 + c.h * p.xs1 : nullptr;
+    }
   }
   __syncthreads();
   const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
@@ -459,50 +531,40 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
     }
   }
   cp_async_wait<0>();
+  __syncthreads();  // the ring becomes per-warp stage-2 staging
   if (!c.live) return;  // no block-wide barrier follows
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
 
-  // ---- stage 2: Z = Y @ B_vc[h]^T per 64 output columns; B_vc fragments from global ----
-  const int g = lane >> 2;
+  // ---- stage 2: Z = Y @ B_vc[h]^T per DC output columns ----
+  T* Bs = ring + warp * SM::kWarpElems;
+  T* Os = Bs + DC * SM::kBPitch;
   const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                 (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
-  T* O = static_cast<T*>(p.out);
-  T* oa = c.ra >= 0 ? O + c.ra * p.os0 + c.h * p.os1 : nullptr;
-  T* ob = c.rb >= 0 ? O + c.rb * p.os0 + c.h * p.os1 : nullptr;
-  for (int d0 = 0; d0 < p.D_v; d0 += kChunk) {
-    uint32_t olda[8], oldb[8];
-    load_old(oa, d0, q4, olda);
-    load_old(ob, d0, q4, oldb);
-    float z[8][4];
+  for (int d0 = 0; d0 < p.D_v; d0 += DC) {
+    stage_weight_rows(Bs, SM::kBPitch, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, DC, DC, r, c.r16, lane, 32);
+    warp_tile_io<T, DC / 8, true>(Os, SM::kOPitch, p, c.h, c.ra, c.rb, d0, lane);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncwarp();
+    float z[DC / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
-    // KV k-steps of B_vc fragments per batch, all loads issued before the MMAs.
-    constexpr int KV = 2;
+    for (int nt = 0; nt < DC / 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
 #pragma unroll
-    for (int kk0 = 0; kk0 < RB; kk0 += KV) {
-      if (kk0 * 16 < c.r16) {  // warp-uniform
-        uint32_t bf[KV][8][2];
+    for (int kk = 0; kk < RB; ++kk) {
+      if (kk * 16 < c.r16) {
 #pragma unroll
-        for (int sb = 0; sb < KV; ++sb) {
-          const int j0 = (kk0 + sb) * 16 + 2 * q4;
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const T* brow = Bv + static_cast<long long>(d0 + nt * 8 + g) * p.Bs1;
-            bf[sb][nt][0] = ld_pair_ro(brow + j0, r - j0);
-            bf[sb][nt][1] = ld_pair_ro(brow + j0 + 8, r - j0 - 8);
-          }
+        for (int np = 0; np < DC / 16; ++np) {
+          uint32_t b[4];
+          ldsm_x4(b, Bs + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * SM::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
+          Mma<T>::run(z[2 * np], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[0], b[1]);
+          Mma<T>::run(z[2 * np + 1], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[2], b[3]);
         }
-#pragma unroll
-        for (int sb = 0; sb < KV; ++sb)
-          if ((kk0 + sb) * 16 < c.r16)
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
-              Mma<T>::run(z[nt], af[kk0 + sb][0], af[kk0 + sb][1], af[kk0 + sb][2], af[kk0 + sb][3], bf[sb][nt][0],
-                          bf[sb][nt][1]);
       }
     }
-    epilogue<T>(oa, ob, d0, q4, c.s, z, olda, oldb);
+    staged_epilogue<T, DC / 8>(Os, SM::kOPitch, lane, c.s, z);
+    warp_tile_io<T, DC / 8, false>(Os, SM::kOPitch, p, c.h, c.ra, c.rb, d0, lane);
+    __syncwarp();  // staging reused by the next step
   }
 }
 
@@ -604,18 +666,23 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
 
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side) {
   if (!fast_dims_eligible(shape, side)) return false;
-  if (!aligned16(p.x) || !aligned16(p.out) || !aligned16(p.A)) return false;
+  if (!aligned16(p.x) || !aligned16(p.out) || !aligned16(p.A) || !aligned16(p.B)) return false;
   if (!stride_ok(p.xs0, p.S) || !stride_ok(p.xs1, p.H) || !stride_ok(p.os0, p.S) || !stride_ok(p.os1, p.H))
     return false;
-  if (!stride_ok(p.As0, p.L) || !stride_ok(p.As1, p.r_max)) return false;
-  // B is only read in pairs of elements (32-bit loads): 4-byte alignment suffices.
-  if ((reinterpret_cast<uintptr_t>(p.B) & 3u) != 0) return false;
-  auto even = [](long long st, long long extent) { return extent <= 1 || st % 2 == 0; };
-  return even(p.Bs0, p.L) && even(p.Bs1, static_cast<long long>(p.H) * (p.D_qk + p.D_v));
+  if (!stride_ok(p.As0, p.L) || !stride_ok(p.As1, p.r_max) || !stride_ok(p.Bs0, p.L)) return false;
+  return stride_ok(p.Bs1, static_cast<long long>(p.H) * (p.D_qk + p.D_v));
 }
 
-Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
-                   size_t workspace_bytes, cudaStream_t stream) {
+namespace {
+
+// Workspace views and launch geometry of one call (shape-derived, graph-safe).
+struct Prepared {
+  Plan plan;
+  Geom geo;
+  long long tiles = 0;  // grid.x
+};
+
+Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes, Prepared* out) {
   const Geom base = choose_geom(p.S, p.H, p.L, shape.segment_capacity);
   const long long mt_ws = max_tiles_for(p.S, p.L, shape.segment_capacity, p.max_seg_len, base.tm);
   const PlanLayout pl = plan_layout(p.L, mt_ws, base.tm);
@@ -623,10 +690,9 @@ Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side s
     return Status{StatusCode::workspace_too_small,
                   "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(pl.bytes) +
                       " needed by the fused fast path's tile plan"};
-  if (mt_ws <= 0) return Status::Ok();
   if (mt_ws > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  Plan plan;
+  Plan& plan = out->plan;
   plan.slot_count = reinterpret_cast<unsigned long long*>(ws + pl.count);
   plan.slot_cursor = reinterpret_cast<unsigned long long*>(ws + pl.cursor);
   plan.slot_base = reinterpret_cast<int*>(ws + pl.base);
@@ -635,30 +701,59 @@ Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side s
   plan.tile_rows = reinterpret_cast<int*>(ws + pl.rows);
   plan.max_tiles = static_cast<int>(mt_ws);
   plan.tm = base.tm;
-
-  plan_kernel<<<1, kPlanThreads, 0, stream>>>(p, plan);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM plan kernel launch: ") + cudaGetErrorString(e));
-
+  out->geo = base;
   // Grid: tiles of this launch (host mode: bounded by the host live count).
   const long long nseg = p.nseg_dev != nullptr ? shape.segment_capacity : p.nseg_host;
-  const long long tiles = std::min(mt_ws, max_tiles_for(p.S, p.L, nseg, p.max_seg_len, base.tm));
-  if (tiles <= 0) return Status::Ok();
-  const int head_blocks = (p.H + base.hg - 1) / base.hg;
-  Geom geo = base;
+  out->tiles = std::min(mt_ws, max_tiles_for(p.S, p.L, nseg, p.max_seg_len, base.tm));
+  return Status::Ok();
+}
+
+Status run_plan(const KParams& p, const Prepared& pr, cudaStream_t stream) {
+  if (pr.tiles <= 0) return Status::Ok();
+  plan_kernel<<<1, kPlanThreads, 0, stream>>>(p, pr.plan);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM plan kernel launch: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+Status run_main(const KParams& p, DType dt, Side side, const Prepared& pr, cudaStream_t stream) {
+  if (pr.tiles <= 0) return Status::Ok();
+  const int head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
+  Geom geo = pr.geo;
   int nsplit = 1;
   if (side == Side::q) {
     // Split the R_kv output columns over blocks until the grid fills the GPU
     // (decode latency); each split recomputes the cheap X @ B_kc.
     const long long target = 4LL * sm_count();
     const int chunks = p.R_kv / kChunk;
-    while (tiles * head_blocks * nsplit < target && chunks % (2 * nsplit) == 0) nsplit *= 2;
+    while (pr.tiles * head_blocks * nsplit < target && chunks % (2 * nsplit) == 0) nsplit *= 2;
     geo.cols_per_block = p.R_kv / nsplit;
   }
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(nsplit), static_cast<unsigned>(head_blocks));
-  if (dt == DType::bf16) return launch_typed<__nv_bfloat16>(p, side, grid, geo, plan, stream);
-  if (dt == DType::f16) return launch_typed<__half>(p, side, grid, geo, plan, stream);
+  const dim3 grid(static_cast<unsigned>(pr.tiles), static_cast<unsigned>(nsplit), static_cast<unsigned>(head_blocks));
+  if (dt == DType::bf16) return launch_typed<__nv_bfloat16>(p, side, grid, geo, pr.plan, stream);
+  if (dt == DType::f16) return launch_typed<__half>(p, side, grid, geo, pr.plan, stream);
   return Status::NotSupported("SGMM fast path: f32");
+}
+
+}  // namespace
+
+Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
+                   size_t workspace_bytes, cudaStream_t stream) {
+  Prepared pr;
+  MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
+  MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
+  return run_main(p, dt, side, pr, stream);
+}
+
+Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
+                        size_t workspace_bytes, cudaStream_t stream) {
+  // The plan depends only on the index data and the shape, which the two
+  // sides share: build it once, then run both sides from it.
+  Prepared pr;
+  MLALORA_RETURN_IF_ERROR(prepare(shape, pq, workspace, workspace_bytes, &pr));
+  MLALORA_RETURN_IF_ERROR(run_plan(pq, pr, stream));
+  MLALORA_RETURN_IF_ERROR(run_main(pq, dt, Side::q, pr, stream));
+  return run_main(pv, dt, Side::v, pr, stream);
 }
 
 }  // namespace mlalora::optimized::detail

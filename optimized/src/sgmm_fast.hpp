@@ -18,5 +18,8 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side);
 // Plan kernel + fast kernel of one side, on `stream`.
 Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
                    size_t workspace_bytes, cudaStream_t stream);
+// Both sides from one plan (q then v), on `stream`. Both must be fast_eligible.
+Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
+                        size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace mlalora::optimized::detail

@@ -121,6 +121,10 @@ TEST_CASE("Fused path: kernel family and workspace follow the documented eligibi
     Status st = call(s, a, Side::q, Path::fused, need - 1);
     CHECK(st.code == StatusCode::workspace_too_small);
     CHECK_THAT(st.message, Catch::Contains("tile plan"));
+    // The both-sides call needs the same plan and refuses the same way.
+    CHECK(optimized::workspace_size_both(s, Path::fused) == need);
+    Status both = optimized::lora_correction_both(s, a, Path::fused, reinterpret_cast<void*>(0x800000), need - 1, nullptr);
+    CHECK(both.code == StatusCode::workspace_too_small);
   }
   SECTION("D_v not a multiple of 64: v side general tensor-core kernels, no plan") {
     ProblemShape t = s;

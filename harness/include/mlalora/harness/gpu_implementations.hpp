@@ -104,6 +104,8 @@ class DeviceProblem {
 class SgmmRunner {
  public:
   Status run(const DeviceProblem& dp, Side side, optimized::Path path, bool graph_mode, cudaStream_t stream);
+  // Both sides through lora_correction_both (one tile plan for both on the fast path).
+  Status run_both(const DeviceProblem& dp, optimized::Path path, bool graph_mode, cudaStream_t stream);
   Status reserve(const ProblemShape& shape, optimized::Path path);  // allocate the workspace up front (before capture)
 
  private:

@@ -98,6 +98,14 @@ const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& arg
 Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
                        size_t workspace_bytes, cudaStream_t stream);
 
+// Both sides in one call (q then v, same stream): what a serving engine calls
+// once per layer. The fused fast path builds its tile plan once for both
+// sides (one launch fewer than two lora_correction calls); otherwise it is
+// exactly the two calls. Workspace: workspace_size_both (the larger side's).
+size_t workspace_size_both(const ProblemShape& shape, Path path);
+Status lora_correction_both(const ProblemShape& shape, const DeviceArgs& args, Path path, void* workspace,
+                            size_t workspace_bytes, cudaStream_t stream);
+
 // The four split-path steps, exposed for testing and benchmarking. The
 // intermediate has shape (S, H, r_max), contiguous, in the activation dtype,
 // indexed by LOGICAL row i (before the permutation); only entries [.., :r] of
