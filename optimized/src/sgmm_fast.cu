@@ -61,7 +61,11 @@ constexpr int kMaxRank = 128;
 // Workspace views written by plan_kernel and read by the main kernels.
 struct Plan {
   unsigned long long* slot_count = nullptr;   // L: live rows per slot
-  unsigned long long* slot_cursor = nullptr;  // L: counter / scatter cursor when L > kPlanSmemSlots
+  unsigned long long* slot_cursor = nullptr;  // L: row counter when L > kPlanSmemSlots
+  int* seg_first = nullptr;                   // capacity: per-segment arrays when the live
+  int* seg_end = nullptr;                     //   count exceeds kPlanSmemSegs
+  int* seg_slot = nullptr;
+  unsigned long long* seg_pos = nullptr;
   int* slot_base = nullptr;                   // L+1: first tile of each slot (clamped to max_tiles)
   int* num_tiles = nullptr;                   // 1
   int* tile_slot = nullptr;                   // max_tiles
@@ -79,11 +83,16 @@ struct Geom {
 };
 
 // ---- plan ------------------------------------------------------------------------
-// One block. Per-slot counters live in shared memory when L is small enough
-// (the common case), else in the workspace. Padding rows of a slot's last
-// tile are not written: the main kernels know a row is padding from the
-// slot's row count, so the plan needs no fill pass.
-constexpr int kPlanSmemSlots = 2048;
+// One block, four phases: (A) per segment: validity, and its offset within
+// its slot's run (an atomicAdd on the slot's row count); (B) exclusive scan
+// of tiles per slot; (C) tile -> slot by binary search; (D) rows in
+// parallel: each logical row finds its segment by binary search on
+// seg_indptr and lands at slot base + segment offset + row offset. Per-slot
+// and per-segment arrays live in shared memory when small (the common case),
+// else in the workspace. Padding rows of a slot's last tile are not written:
+// the main kernels know a row is padding from the slot's row count.
+constexpr int kPlanSmemSlots = 1024;
+constexpr int kPlanSmemSegs = 1024;
 
 __device__ __forceinline__ bool segment_ok(const KParams& p, int g, int& b, int& e, int& w) {
   b = __ldg(p.seg_indptr + g);
@@ -99,19 +108,30 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ unsigned long long s_count[kPlanSmemSlots];
   __shared__ int s_base[kPlanSmemSlots + 1];
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const bool small = p.L <= kPlanSmemSlots;
-  unsigned long long* count = small ? s_count : v.slot_cursor;  // becomes the scatter cursor after the scan
-  int* base = small ? s_base : v.slot_base;
+  __shared__ int s_first[kPlanSmemSegs], s_end[kPlanSmemSegs], s_slot[kPlanSmemSegs];
+  __shared__ unsigned long long s_pos[kPlanSmemSegs];
+  const int tid = static_cast<int>(threadIdx.x);
   const int n = live_segments(p);
+  const bool few_slots = p.L <= kPlanSmemSlots, few_segs = n <= kPlanSmemSegs;
+  unsigned long long* count = few_slots ? s_count : v.slot_cursor;
+  int* base = few_slots ? s_base : v.slot_base;
+  int* first = few_segs ? s_first : v.seg_first;
+  int* end = few_segs ? s_end : v.seg_end;
+  int* slot = few_segs ? s_slot : v.seg_slot;
+  unsigned long long* pos = few_segs ? s_pos : v.seg_pos;
   for (int l = tid; l < p.L; l += kPlanThreads) count[l] = 0ull;
   __syncthreads();
+  // (A)
   for (int g = tid; g < n; g += kPlanThreads) {
     int b, e, w;
-    if (segment_ok(p, g, b, e, w)) atomicAdd(count + w, static_cast<unsigned long long>(e - b));
+    const bool ok = segment_ok(p, g, b, e, w);
+    first[g] = b;
+    end[g] = e;
+    slot[g] = ok ? w : -1;
+    if (ok) pos[g] = atomicAdd(count + w, static_cast<unsigned long long>(e - b));
   }
   __syncthreads();
-  // Tiles per slot -> exclusive prefix (clamped: garbage data cannot exceed the workspace).
+  // (B) tiles per slot -> exclusive prefix (clamped: garbage data cannot exceed the workspace).
   long long running = 0;
   for (int c0 = 0; c0 < p.L; c0 += kPlanThreads) {
     const int l = c0 + tid;
@@ -120,11 +140,10 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     long long excl = 0, agg = 0;
     Scan(scan_tmp).ExclusiveSum(nt, excl, agg);
     if (l < p.L) {
-      const int b = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
-      base[l] = b;
-      v.slot_base[l] = b;
+      const int bs = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
+      base[l] = bs;
+      v.slot_base[l] = bs;
       v.slot_count[l] = cnt;
-      count[l] = 0ull;  // now the cursor
     }
     running += agg;
     __syncthreads();  // scan_tmp reuse
@@ -136,6 +155,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     *v.num_tiles = T;
   }
   __syncthreads();
+  // (C)
   for (int k = tid; k < T; k += kPlanThreads) {
     int lo = 0, hi = p.L - 1;  // last slot whose first tile is <= k
     while (lo < hi) {
@@ -145,26 +165,21 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     }
     v.tile_slot[k] = lo;
   }
-  // Scatter: one warp per segment; rows of a slot in any order.
+  // (D)
+  if (n == 0) return;
   const long long nrows = static_cast<long long>(T) * v.tm;
-  for (int g = warp; g < n; g += kPlanThreads / 32) {
-    int b = 0, e = 0, w = 0, ok = 0;
-    unsigned long long pos = 0;
-    if (lane == 0) {
-      ok = segment_ok(p, g, b, e, w) ? 1 : 0;
-      if (ok) pos = atomicAdd(count + w, static_cast<unsigned long long>(e - b));
+  for (int i = tid; i < p.S; i += kPlanThreads) {
+    if (first[0] > i) continue;
+    int lo = 0, hi = n - 1;  // last segment starting at or before row i
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (first[mid] <= i) lo = mid;
+      else hi = mid - 1;
     }
-    ok = __shfl_sync(0xffffffffu, ok, 0);
-    if (!ok) continue;
-    b = __shfl_sync(0xffffffffu, b, 0);
-    e = __shfl_sync(0xffffffffu, e, 0);
-    w = __shfl_sync(0xffffffffu, w, 0);
-    pos = __shfl_sync(0xffffffffu, pos, 0);
-    const long long dst0 = static_cast<long long>(base[w]) * v.tm + static_cast<long long>(pos);
-    for (int i = b + lane; i < e; i += 32) {
-      const long long d = dst0 + (i - b);
-      if (d < nrows) v.tile_rows[d] = physical_row(p, i);
-    }
+    const int w = slot[lo];
+    if (w < 0 || i < first[lo] || i >= end[lo]) continue;  // uncovered row or skipped segment
+    const long long d = static_cast<long long>(base[w]) * v.tm + static_cast<long long>(pos[lo]) + (i - first[lo]);
+    if (d < nrows) v.tile_rows[d] = physical_row(p, i);
   }
 }
 
@@ -193,12 +208,13 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 // shared memory with row pitch `pitch`, columns [0, r16): full 16-byte copies,
 // a zero-filled partial copy at the rank edge, zeros past it. Rows >= nvalid
 // are zeroed. Threads `t` of `nt` cooperate.
-template <typename T>
+template <int RMAX, typename T>
 __device__ __forceinline__ void stage_weight_rows(T* dst, int pitch, const T* src, long long ld, int rows, int nvalid,
                                                   int r, int r16, int t, int nt) {
-  const int per_row = r16 / 8;
-  for (int idx = t; idx < rows * per_row; idx += nt) {
-    const int row = idx / per_row, col = (idx % per_row) * 8;
+  constexpr int kPieces = RMAX / 8;  // 16-byte pieces per row (compile-time: shifts, not divisions)
+  for (int idx = t; idx < rows * kPieces; idx += nt) {
+    const int row = idx / kPieces, col = (idx % kPieces) * 8;
+    if (col >= r16) continue;
     T* d = dst + row * pitch + col;
     const int n = row < nvalid ? r - col : 0;
     if (n >= 8) cp_async16(d, src + row * ld + col);
@@ -345,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
   };
   auto load_b = [&](int kc, int buf) {  // rows d in [kc*KC, +KC) of B_kc[h]
     if (c.live)
-      stage_weight_rows(Bw + buf * KC * BP, BP, Bh + static_cast<long long>(kc * KC) * p.Bs1, p.Bs1, KC,
+      stage_weight_rows<RMAX>(Bw + buf * KC * BP, BP, Bh + static_cast<long long>(kc * KC) * p.Bs1, p.Bs1, KC,
                         p.D_qk - kc * KC, r, c.r16, lane, 32);
   };
   load_a(0, 0);
@@ -542,7 +558,7 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
   const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                 (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
   for (int d0 = 0; d0 < p.D_v; d0 += DC) {
-    stage_weight_rows(Bs, SM::kBPitch, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, DC, DC, r, c.r16, lane, 32);
+    stage_weight_rows<RMAX>(Bs, SM::kBPitch, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, DC, DC, r, c.r16, lane, 32);
     warp_tile_io<T, DC / 8, true>(Os, SM::kOPitch, p, c.h, c.ra, c.rb, d0, lane);
     cp_async_commit();
     cp_async_wait<0>();
@@ -604,16 +620,22 @@ long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
 }
 
 struct PlanLayout {
-  size_t count = 0, cursor = 0, base = 0, num = 0, tile_slot = 0, rows = 0, bytes = 0;
+  size_t count = 0, cursor = 0, seg_pos = 0, base = 0, num = 0, seg_first = 0, seg_end = 0, seg_slot = 0,
+         tile_slot = 0, rows = 0, bytes = 0;
 };
 size_t align16(size_t x) { return (x + 15) & ~size_t{15}; }
-PlanLayout plan_layout(int L, long long max_tiles, int tm) {
+PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   PlanLayout pl;
   size_t off = 0;
-  pl.count = off, off = align16(off + sizeof(unsigned long long) * static_cast<size_t>(L));
-  pl.cursor = off, off = align16(off + sizeof(unsigned long long) * static_cast<size_t>(L));
-  pl.base = off, off = align16(off + sizeof(int) * (static_cast<size_t>(L) + 1));
+  const size_t l = static_cast<size_t>(L), c = static_cast<size_t>(capacity);
+  pl.count = off, off = align16(off + sizeof(unsigned long long) * l);
+  pl.cursor = off, off = align16(off + sizeof(unsigned long long) * l);
+  pl.seg_pos = off, off = align16(off + sizeof(unsigned long long) * c);
+  pl.base = off, off = align16(off + sizeof(int) * (l + 1));
   pl.num = off, off = align16(off + sizeof(int));
+  pl.seg_first = off, off = align16(off + sizeof(int) * c);
+  pl.seg_end = off, off = align16(off + sizeof(int) * c);
+  pl.seg_slot = off, off = align16(off + sizeof(int) * c);
   pl.tile_slot = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles));
   pl.rows = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles) * static_cast<size_t>(tm));
   pl.bytes = off;
@@ -661,7 +683,7 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
                                shape.segment_capacity);
   const long long mt = max_tiles_for(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
                                      static_cast<int>(shape.max_segment_len), geo.tm);
-  return plan_layout(static_cast<int>(d.L), mt, geo.tm).bytes;
+  return plan_layout(static_cast<int>(d.L), shape.segment_capacity, mt, geo.tm).bytes;
 }
 
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side) {
@@ -685,7 +707,7 @@ struct Prepared {
 Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes, Prepared* out) {
   const Geom base = choose_geom(p.S, p.H, p.L, shape.segment_capacity);
   const long long mt_ws = max_tiles_for(p.S, p.L, shape.segment_capacity, p.max_seg_len, base.tm);
-  const PlanLayout pl = plan_layout(p.L, mt_ws, base.tm);
+  const PlanLayout pl = plan_layout(p.L, shape.segment_capacity, mt_ws, base.tm);
   if (workspace == nullptr || workspace_bytes < pl.bytes)
     return Status{StatusCode::workspace_too_small,
                   "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(pl.bytes) +
@@ -695,6 +717,10 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
   Plan& plan = out->plan;
   plan.slot_count = reinterpret_cast<unsigned long long*>(ws + pl.count);
   plan.slot_cursor = reinterpret_cast<unsigned long long*>(ws + pl.cursor);
+  plan.seg_pos = reinterpret_cast<unsigned long long*>(ws + pl.seg_pos);
+  plan.seg_first = reinterpret_cast<int*>(ws + pl.seg_first);
+  plan.seg_end = reinterpret_cast<int*>(ws + pl.seg_end);
+  plan.seg_slot = reinterpret_cast<int*>(ws + pl.seg_slot);
   plan.slot_base = reinterpret_cast<int*>(ws + pl.base);
   plan.num_tiles = reinterpret_cast<int*>(ws + pl.num);
   plan.tile_slot = reinterpret_cast<int*>(ws + pl.tile_slot);
