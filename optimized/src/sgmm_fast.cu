@@ -63,9 +63,9 @@ struct Plan {
   unsigned long long* slot_count = nullptr;   // L: live rows per slot
   unsigned long long* slot_cursor = nullptr;  // L: row counter when L > kPlanSmemSlots
   int* seg_first = nullptr;                   // capacity: per-segment arrays when the live
-  int* seg_end = nullptr;                     //   count exceeds kPlanSmemSegs
-  int* seg_slot = nullptr;
+  int* seg_slot = nullptr;                    //   count exceeds kPlanSmemSegs
   unsigned long long* seg_pos = nullptr;
+  long long* seg_incl = nullptr;
   int* slot_base = nullptr;                   // L+1: first tile of each slot (clamped to max_tiles)
   int* num_tiles = nullptr;                   // 1
   int* tile_slot = nullptr;                   // max_tiles
@@ -83,12 +83,15 @@ struct Geom {
 };
 
 // ---- plan ------------------------------------------------------------------------
-// One block, four phases: (A) per segment: validity, and its offset within
-// its slot's run (an atomicAdd on the slot's row count); (B) exclusive scan
-// of tiles per slot; (C) tile -> slot by binary search; (D) rows in
-// parallel: each logical row finds its segment by binary search on
-// seg_indptr and lands at slot base + segment offset + row offset. Per-slot
-// and per-segment arrays live in shared memory when small (the common case),
+// One block, four phases: (A) per segment: validity, length, and its offset
+// within its slot's run (an atomicAdd on the slot's row count), then an
+// inclusive scan of the valid lengths; (B) exclusive scan of tiles per slot;
+// (C) tile -> slot by binary search; (D) the covered rows, flattened over
+// the valid segments in parallel: flat index f -> its segment (binary search
+// on the monotone inclusive scan) -> slot base + segment offset + row
+// offset. Every position a slot's count promises is written exactly once,
+// even when garbage index data makes segments overlap. Per-slot and
+// per-segment arrays live in shared memory when small (the common case),
 // else in the workspace. Padding rows of a slot's last tile are not written:
 // the main kernels know a row is padding from the slot's row count.
 constexpr int kPlanSmemSlots = 1024;
@@ -108,29 +111,40 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ unsigned long long s_count[kPlanSmemSlots];
   __shared__ int s_base[kPlanSmemSlots + 1];
-  __shared__ int s_first[kPlanSmemSegs], s_end[kPlanSmemSegs], s_slot[kPlanSmemSegs];
+  __shared__ int s_first[kPlanSmemSegs], s_slot[kPlanSmemSegs];
   __shared__ unsigned long long s_pos[kPlanSmemSegs];
+  __shared__ long long s_incl[kPlanSmemSegs];
   const int tid = static_cast<int>(threadIdx.x);
   const int n = live_segments(p);
   const bool few_slots = p.L <= kPlanSmemSlots, few_segs = n <= kPlanSmemSegs;
   unsigned long long* count = few_slots ? s_count : v.slot_cursor;
   int* base = few_slots ? s_base : v.slot_base;
   int* first = few_segs ? s_first : v.seg_first;
-  int* end = few_segs ? s_end : v.seg_end;
   int* slot = few_segs ? s_slot : v.seg_slot;
   unsigned long long* pos = few_segs ? s_pos : v.seg_pos;
+  long long* incl = few_segs ? s_incl : v.seg_incl;
   for (int l = tid; l < p.L; l += kPlanThreads) count[l] = 0ull;
   __syncthreads();
-  // (A)
+  // (A) validity, offset within the slot, length.
   for (int g = tid; g < n; g += kPlanThreads) {
     int b, e, w;
     const bool ok = segment_ok(p, g, b, e, w);
     first[g] = b;
-    end[g] = e;
     slot[g] = ok ? w : -1;
+    incl[g] = ok ? e - b : 0;
     if (ok) pos[g] = atomicAdd(count + w, static_cast<unsigned long long>(e - b));
   }
   __syncthreads();
+  long long covered = 0;  // inclusive scan of the valid lengths, in place
+  for (int c0 = 0; c0 < n; c0 += kPlanThreads) {
+    const int g = c0 + tid;
+    const long long len = g < n ? incl[g] : 0;
+    long long ex = 0, agg = 0;
+    Scan(scan_tmp).ExclusiveSum(len, ex, agg);
+    if (g < n) incl[g] = covered + ex + len;
+    covered += agg;
+    __syncthreads();
+  }
   // (B) tiles per slot -> exclusive prefix (clamped: garbage data cannot exceed the workspace).
   long long running = 0;
   for (int c0 = 0; c0 < p.L; c0 += kPlanThreads) {
@@ -166,20 +180,19 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     v.tile_slot[k] = lo;
   }
   // (D)
-  if (n == 0) return;
   const long long nrows = static_cast<long long>(T) * v.tm;
-  for (int i = tid; i < p.S; i += kPlanThreads) {
-    if (first[0] > i) continue;
-    int lo = 0, hi = n - 1;  // last segment starting at or before row i
+  for (long long f = tid; f < covered; f += kPlanThreads) {
+    int lo = 0, hi = n - 1;  // first segment whose inclusive end exceeds f (non-empty, valid)
     while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (first[mid] <= i) lo = mid;
-      else hi = mid - 1;
+      const int mid = (lo + hi) >> 1;
+      if (incl[mid] > f) hi = mid;
+      else lo = mid + 1;
     }
     const int w = slot[lo];
-    if (w < 0 || i < first[lo] || i >= end[lo]) continue;  // uncovered row or skipped segment
-    const long long d = static_cast<long long>(base[w]) * v.tm + static_cast<long long>(pos[lo]) + (i - first[lo]);
-    if (d < nrows) v.tile_rows[d] = physical_row(p, i);
+    if (w < 0) continue;  // cannot happen (empty segments never contain f); defensive
+    const long long off = f - (lo > 0 ? incl[lo - 1] : 0);
+    const long long d = static_cast<long long>(base[w]) * v.tm + static_cast<long long>(pos[lo]) + off;
+    if (d < nrows) v.tile_rows[d] = physical_row(p, first[lo] + static_cast<int>(off));
   }
 }
 
@@ -620,7 +633,7 @@ long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
 }
 
 struct PlanLayout {
-  size_t count = 0, cursor = 0, seg_pos = 0, base = 0, num = 0, seg_first = 0, seg_end = 0, seg_slot = 0,
+  size_t count = 0, cursor = 0, seg_pos = 0, seg_incl = 0, base = 0, num = 0, seg_first = 0, seg_slot = 0,
          tile_slot = 0, rows = 0, bytes = 0;
 };
 size_t align16(size_t x) { return (x + 15) & ~size_t{15}; }
@@ -631,10 +644,10 @@ PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   pl.count = off, off = align16(off + sizeof(unsigned long long) * l);
   pl.cursor = off, off = align16(off + sizeof(unsigned long long) * l);
   pl.seg_pos = off, off = align16(off + sizeof(unsigned long long) * c);
+  pl.seg_incl = off, off = align16(off + sizeof(long long) * c);
   pl.base = off, off = align16(off + sizeof(int) * (l + 1));
   pl.num = off, off = align16(off + sizeof(int));
   pl.seg_first = off, off = align16(off + sizeof(int) * c);
-  pl.seg_end = off, off = align16(off + sizeof(int) * c);
   pl.seg_slot = off, off = align16(off + sizeof(int) * c);
   pl.tile_slot = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles));
   pl.rows = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles) * static_cast<size_t>(tm));
@@ -719,7 +732,7 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
   plan.slot_cursor = reinterpret_cast<unsigned long long*>(ws + pl.cursor);
   plan.seg_pos = reinterpret_cast<unsigned long long*>(ws + pl.seg_pos);
   plan.seg_first = reinterpret_cast<int*>(ws + pl.seg_first);
-  plan.seg_end = reinterpret_cast<int*>(ws + pl.seg_end);
+  plan.seg_incl = reinterpret_cast<long long*>(ws + pl.seg_incl);
   plan.seg_slot = reinterpret_cast<int*>(ws + pl.seg_slot);
   plan.slot_base = reinterpret_cast<int*>(ws + pl.base);
   plan.num_tiles = reinterpret_cast<int*>(ws + pl.num);
