@@ -326,14 +326,15 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
 }
 
 // ---- q side ----------------------------------------------------------------------------
-// Shared memory: A chunk double buffer (block), per warp an output staging
-// double buffer and a B_kc staging double buffer of KC rows of d.
+// Shared memory: A chunk ring (block-wide), per warp an output staging ring
+// (16 x 64) and a B_kc staging double buffer of KC rows of d.
 template <int RMAX>
 struct QSmem {
+  static constexpr int kStages = RMAX <= 64 ? 3 : 2;  // stage-2 ring depth (A and output chunks)
   static constexpr int kBPitch = RMAX + 8;
-  static constexpr int KC = RMAX <= 64 ? 32 : 16;
-  static constexpr int kAElems = 2 * RMAX * kPitch;
-  static constexpr int kOWarp = 2 * 16 * kPitch;
+  static constexpr int KC = 16;
+  static constexpr int kAElems = kStages * RMAX * kPitch;
+  static constexpr int kOWarp = kStages * 16 * kPitch;
   static constexpr int kBWarp = 2 * KC * kBPitch;
   static constexpr size_t bytes = sizeof(uint16_t) * (kAElems + kWarps * (kOWarp + kBWarp));
 };
@@ -342,85 +343,96 @@ template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2))
     fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
   using SM = QSmem<RMAX>;
-  constexpr int RB = RMAX / 16, KC = SM::KC, BP = SM::kBPitch;
+  constexpr int RB = RMAX / 16, KC = SM::KC, BP = SM::kBPitch, ST = SM::kStages;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   TileCtx c;
   if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, g = lane >> 2, q4 = lane & 3;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   T* As = reinterpret_cast<T*>(smem_raw);
   T* Os = As + SM::kAElems + warp * SM::kOWarp;
   T* Bw = As + SM::kAElems + kWarps * SM::kOWarp + warp * SM::kBWarp;
   const int r = c.r;
   const int c_begin = static_cast<int>(blockIdx.y) * geo.cols_per_block;
   const int nch = geo.cols_per_block / kChunk;
-  const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
   const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                 static_cast<long long>(c.h < p.H ? c.h : 0) * (p.D_qk + p.D_v) * p.Bs1;
 
-  // A chunk ci -> buffer: rows j < r16 (zero at j >= r), kChunk columns.
-  auto load_a = [&](int ci, int buf) {
-    T* dst0 = As + buf * RMAX * kPitch;
-    const int c0 = c_begin + ci * kChunk;
-    for (int idx = tid; idx < c.r16 * (kChunk / 8); idx += kThreads) {
-      const int j = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
-      T* dst = dst0 + j * kPitch + col;
-      if (j < r) cp_async16(dst, Al + static_cast<long long>(j) * p.As1 + c0 + col);
-      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+  // Per-thread copy assignments, fixed for the whole kernel (only the column
+  // offset moves): A piece k of this thread is row j = tid/8 + 16k, columns
+  // (tid%8)*8..+8 of the chunk; output piece i of this lane is tile row
+  // (lane + 32i)/8, columns ((lane + 32i)%8)*8..+8.
+  const int a_row0 = tid >> 3, a_col = (tid & 7) * 8;
+  const T* a_src = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0 +
+                   static_cast<long long>(a_row0) * p.As1 + c_begin + a_col;
+  T* o_glob[kChunk / 16];
+  int o_smem[kChunk / 16];
+  {
+    T* O = static_cast<T*>(p.out);
+#pragma unroll
+    for (int i = 0; i < kChunk / 16; ++i) {
+      const int idx = lane + 32 * i, row = idx >> 3, col = (idx & 7) * 8;
+      const int ta = __shfl_sync(0xffffffffu, c.ra, (row & 7) * 4);
+      const int tb = __shfl_sync(0xffffffffu, c.rb, (row & 7) * 4);
+      const int t = row < 8 ? ta : tb;
+      o_glob[i] = t >= 0 ? O + t * p.os0 + c.h * p.os1 + c_begin + col : nullptr;
+      o_smem[i] = row * kPitch + col;
     }
-  };
-  auto load_o = [&](int ci, int buf) {
-    warp_tile_io<T, kChunk / 8, true>(Os + buf * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb, c_begin + ci * kChunk,
-                                      lane);
+  }
+  // Chunk ci of A (rows j < r16; zero at j >= r) and of this warp's output tile -> ring slot buf.
+  auto load_chunk = [&](int ci, int buf) {
+    T* ad = As + buf * RMAX * kPitch + a_row0 * kPitch + a_col;
+#pragma unroll
+    for (int k = 0; k < RMAX / 16; ++k) {
+      const int j = a_row0 + 16 * k;
+      if (j < c.r16) {
+        if (j < r) cp_async16(ad + 16 * k * kPitch, a_src + 16 * k * p.As1 + ci * kChunk);
+        else *reinterpret_cast<uint4*>(ad + 16 * k * kPitch) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+    T* od = Os + buf * 16 * kPitch;
+#pragma unroll
+    for (int i = 0; i < kChunk / 16; ++i)
+      if (o_glob[i]) cp_async16(od + o_smem[i], o_glob[i] + ci * kChunk);
   };
   auto load_b = [&](int kc, int buf) {  // rows d in [kc*KC, +KC) of B_kc[h]
     if (c.live)
       stage_weight_rows<RMAX>(Bw + buf * KC * BP, BP, Bh + static_cast<long long>(kc * KC) * p.Bs1, p.Bs1, KC,
-                        p.D_qk - kc * KC, r, c.r16, lane, 32);
+                              p.D_qk - kc * KC, r, c.r16, lane, 32);
   };
-  load_a(0, 0);
-  load_o(0, 0);
-  cp_async_commit();
+#pragma unroll
+  for (int st = 0; st < ST - 1; ++st) {
+    if (st < nch) load_chunk(st, st);
+    cp_async_commit();
+  }
   load_b(0, 0);
   cp_async_commit();
 
-  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16); B_kc through the warp's smem ring ----
+  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16); B_kc through the warp's smem double buffer ----
   float y[2 * RB][4];
 #pragma unroll
   for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
   const T* X = static_cast<const T*>(p.x);
-  const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 : nullptr;
-  const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 : nullptr;
+  const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
+  const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
   const int nkc = (p.D_qk + KC - 1) / KC;
   for (int kc = 0; kc < nkc; ++kc) {
     if (kc + 1 < nkc) load_b(kc + 1, (kc + 1) & 1);
     cp_async_commit();
-    // X fragments of this chunk (32-bit loads; issued before the wait).
-    uint32_t xf[KC / 16][4];
-#pragma unroll
-    for (int sb = 0; sb < KC / 16; ++sb) {
-      const int kb = kc * KC + 16 * sb, ka = kb + 2 * q4;
-      const bool kin = kb < p.D_qk;
-      xf[sb][0] = ldg32_if(xa + ka, kin && xa);
-      xf[sb][1] = ldg32_if(xb + ka, kin && xb);
-      xf[sb][2] = ldg32_if(xa + ka + 8, kin && xa);
-      xf[sb][3] = ldg32_if(xb + ka + 8, kin && xb);
-    }
+    // X fragments of this chunk (32-bit loads, issued before the wait). D_qk % 16 == 0.
+    const int kb = kc * KC;
+    const uint32_t x0 = ldg32_if(xa + kb, xa != nullptr), x1 = ldg32_if(xb + kb, xb != nullptr);
+    const uint32_t x2 = ldg32_if(xa + kb + 8, xa != nullptr), x3 = ldg32_if(xb + kb + 8, xb != nullptr);
     cp_async_wait<1>();
     __syncwarp();
     if (c.live) {
       const T* Bb = Bw + (kc & 1) * KC * BP;
 #pragma unroll
-      for (int sb = 0; sb < KC / 16; ++sb) {
-        if (kc * KC + 16 * sb < p.D_qk) {
-#pragma unroll
-          for (int np = 0; np < RB; ++np) {
-            if (np * 16 < c.r16) {  // warp-uniform
-              uint32_t b[4];
-              ldsm_x4_t(b, Bb + (16 * sb + (lane & 15)) * BP + np * 16 + (lane >> 4) * 8);
-              Mma<T>::run(y[2 * np], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], b[0], b[1]);
-              Mma<T>::run(y[2 * np + 1], xf[sb][0], xf[sb][1], xf[sb][2], xf[sb][3], b[2], b[3]);
-            }
-          }
+      for (int np = 0; np < RB; ++np) {
+        if (np * 16 < c.r16) {  // warp-uniform
+          uint32_t b[4];
+          ldsm_x4_t(b, Bb + (lane & 15) * BP + np * 16 + (lane >> 4) * 8);
+          Mma<T>::run(y[2 * np], x0, x1, x2, x3, b[0], b[1]);
+          Mma<T>::run(y[2 * np + 1], x0, x1, x2, x3, b[2], b[3]);
         }
       }
     }
@@ -429,16 +441,13 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
 
-  // ---- stage 2: Z = Y @ A over the block's column range; A and the old
-  // output chunk double-buffered (A per block, output per warp) ----
+  // ---- stage 2: Z = Y @ A over the block's column range; A (per block) and
+  // the old output chunk (per warp) in an ST-deep cp.async ring ----
   for (int ci = 0; ci < nch; ++ci) {
-    const int buf = ci & 1, c0 = c_begin + ci * kChunk;
-    cp_async_wait<0>();
-    __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's buffers
-    if (ci + 1 < nch) {
-      load_a(ci + 1, buf ^ 1);
-      load_o(ci + 1, buf ^ 1);
-    }
+    const int buf = ci % ST, c0 = c_begin + ci * kChunk;
+    cp_async_wait<ST - 2>();
+    __syncthreads();  // chunk ci visible; every warp done with chunk ci-1's ring slot
+    if (ci + ST - 1 < nch) load_chunk(ci + ST - 1, (ci + ST - 1) % ST);
     cp_async_commit();
     if (c.live) {
       const T* Ab = As + buf * RMAX * kPitch;
@@ -459,10 +468,12 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
       }
       T* tile = Os + buf * 16 * kPitch;
       staged_epilogue<T, 8>(tile, kPitch, lane, c.s, z);
-      warp_tile_io<T, kChunk / 8, false>(tile, kPitch, p, c.h, c.ra, c.rb, c0, lane);
+#pragma unroll
+      for (int i = 0; i < kChunk / 16; ++i)
+        if (o_glob[i])
+          *reinterpret_cast<uint4*>(o_glob[i] + (c0 - c_begin)) = *reinterpret_cast<const uint4*>(tile + o_smem[i]);
     }
   }
-  (void)g;
 }
 
 // ---- v side ----------------------------------------------------------------------------
@@ -505,23 +516,30 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
     }
   }
   __syncthreads();
-  const T* Al = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0;
+  // Per-thread copy assignments, fixed for the whole kernel: A piece k is row
+  // j = tid/8 + 16k, X piece k is block row tid/8 + 16k (warp k's row tid/8),
+  // both at columns (tid%8)*8..+8 of the slice.
+  const int a_row0 = tid >> 3, a_col = (tid & 7) * 8;
+  const T* a_src = static_cast<const T*>(p.A) + static_cast<long long>(c.slot) * p.As0 +
+                   static_cast<long long>(a_row0) * p.As1 + a_col;
+  const T* x_src[kWarps];
+#pragma unroll
+  for (int k = 0; k < kWarps; ++k) x_src[k] = xrow[a_row0 + 16 * k] ? xrow[a_row0 + 16 * k] + a_col : nullptr;
   auto load_stage = [&](int kc, int buf) {
-    T* Ad = ring + buf * SE;
-    T* Xd = Ad + RMAX * kPitch;
-    const int c0 = kc * kChunk;
-    for (int idx = tid; idx < c.r16 * (kChunk / 8); idx += kThreads) {
-      const int j = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
-      T* dst = Ad + j * kPitch + col;
-      if (j < r) cp_async16(dst, Al + static_cast<long long>(j) * p.As1 + c0 + col);
-      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    T* ad = ring + buf * SE + a_row0 * kPitch + a_col;
+    T* xd = ad + RMAX * kPitch;
+#pragma unroll
+    for (int k = 0; k < RMAX / 16; ++k) {
+      const int j = a_row0 + 16 * k;
+      if (j < c.r16) {
+        if (j < r) cp_async16(ad + 16 * k * kPitch, a_src + 16 * k * p.As1 + kc * kChunk);
+        else *reinterpret_cast<uint4*>(ad + 16 * k * kPitch) = make_uint4(0u, 0u, 0u, 0u);
+      }
     }
-    for (int idx = tid; idx < 16 * kWarps * (kChunk / 8); idx += kThreads) {
-      const int rho = idx / (kChunk / 8), col = (idx % (kChunk / 8)) * 8;
-      T* dst = Xd + rho * kPitch + col;
-      const T* src = xrow[rho];
-      if (src) cp_async16(dst, src + c0 + col);
-      else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) {
+      if (x_src[k]) cp_async16(xd + 16 * k * kPitch, x_src[k] + kc * kChunk);
+      else *reinterpret_cast<uint4*>(xd + 16 * k * kPitch) = make_uint4(0u, 0u, 0u, 0u);
     }
   };
 
