@@ -2,7 +2,7 @@
 # One GPU session in one command (the device machine has no Eigen/Catch2/
 # rapidcheck headers, so everything is built here and carried).
 #   scripts/gpu_session.sh pack            # here: copy binaries into .gpu/ (git-ignored)
-#   scripts/gpu_session.sh run [CASES] [SUITE]   # on the GPU machine: tests, sanitizer, verify, bench
+#   scripts/gpu_session.sh run [CASES] [SUITE] [STEPS]   # on the GPU machine (see STEPS below)
 # Outputs go to $OUT (default ./gpu-out); a short table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,12 @@ if [ "$mode" = pack ]; then
 fi
 CASES="${2:-2000}"
 SUITE="${3:-smoke}"
-STEPS="${4:-tests,sanitizer,verify,bench}"   # which steps to run, comma-separated
+# Steps, comma-separated: tests, verify, bench, memcheck, sanitizer (racecheck +
+# initcheck + synccheck), or "all". One 10-minute device call holds about
+# tests+verify+memcheck, another bench+sanitizer (h200 suite).
+STEPS="${4:-tests,verify,memcheck,sanitizer,bench}"
+[ "$STEPS" = all ] && STEPS="tests,verify,memcheck,sanitizer,bench"
+IMPLS="${MLALORA_BENCH_IMPLS:-cuda-fused,cublas-naive}"
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 B=.gpu/bin
@@ -35,19 +40,27 @@ run() {  # name, timeout seconds, command...
 export MLALORA_SEED="${MLALORA_SEED:-$(date +%s)}"
 export MLALORA_DUMP_DIR="$OUT/failures"
 step() { [[ ",$STEPS," == *",$1,"* ]]; }
-step tests && MLALORA_GPU_CASES="$CASES" run gpu_tests 240 "$B/mlalora_gpu_tests"
-# Sanitizer: every GPU test but the large-tile sweep, on a reduced case count.
-step sanitizer && run sanitizer 500 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 \
-  bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT" "~[tiles]"
-step verify && run verify 120 "$B/mlalora" verify --impl cuda-fused,cuda-split,cublas-naive --config gpu --cases "$CASES" \
+step tests && MLALORA_GPU_CASES="$CASES" run gpu_tests 300 "$B/mlalora_gpu_tests"
+step verify && run verify 150 "$B/mlalora" verify --impl cuda-fused,cuda-split,cublas-naive --config gpu --cases "$CASES" \
   --seed 1 --out "$OUT/verify-h200.h5" --dump-dir "$OUT/failures" --quiet
-step bench && run bench 220 "$B/mlalora" bench --suite "$SUITE" --out "$OUT/bench-$SUITE.h5"
+# Sanitizer: reduced case counts (4 generated problems per dtype, 2 garbage
+# trials, 3 graph replays). memcheck skips the large-tile sweep; the other three
+# tools run every GPU test, each capped at MLALORA_SANITIZER_TOOL_TIMEOUT.
+export MLALORA_GRAPH_REPLAYS=3
+step memcheck && run memcheck 200 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 MLALORA_SANITIZER_TOOLS=memcheck \
+  bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT" "~[tiles]"
+step sanitizer && run sanitizer 420 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 \
+  MLALORA_SANITIZER_TOOLS="racecheck initcheck synccheck" MLALORA_SANITIZER_TOOL_TIMEOUT="${MLALORA_SANITIZER_TOOL_TIMEOUT:-130}" \
+  bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT"
+unset MLALORA_GRAPH_REPLAYS
+step bench && run bench 330 "$B/mlalora" bench --suite "$SUITE" --impl "$IMPLS" --out "$OUT/bench-$SUITE.h5"
 cuobjdump --dump-sass "$B/mlalora_gpu_tests" > /tmp/sass.txt 2>/dev/null &&
   echo "SASS: HMMA $(grep -c HMMA /tmp/sass.txt) LDSM $(grep -c LDSM /tmp/sass.txt) LDL $(grep -c 'LDL' /tmp/sass.txt) STL $(grep -c 'STL' /tmp/sass.txt)" | tee "$OUT/sass.txt"
-step tests && { echo "== gpu tests (tail)"; tail -25 "$OUT/gpu_tests.log"; }
-step sanitizer && { echo "== sanitizer"; tail -6 "$OUT/sanitizer.log"; }
+step tests && { echo "== gpu tests"; grep -E "passed .*/|FAILED|test cases|assertions|All tests" "$OUT/gpu_tests.log" | tail -25; }
 step verify && { echo "== verify"; tail -6 "$OUT/verify.log"; }
-step bench && { echo "== bench"; tail -75 "$OUT/bench.log" | cut -c1-118; }
+step memcheck && { echo "== memcheck"; tail -3 "$OUT/memcheck.log"; }
+step sanitizer && { echo "== sanitizer"; tail -5 "$OUT/sanitizer.log"; }
+step bench && { echo "== bench"; grep -A80 "^copy bandwidth .* fraction" "$OUT/bench.log" | grep -v " stream " | cut -c1-118; }
 for k in "${!rc[@]}"; do echo "$k rc=${rc[$k]}"; done
 # At most 8 files come back from the device: pack the logs into one archive.
 (cd "$OUT" && tar czf logs.tgz --remove-files $(ls | grep -v -E '\.h5$|^logs\.tgz$') 2>/dev/null)

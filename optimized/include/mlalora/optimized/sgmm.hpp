@@ -13,14 +13,22 @@
 // path; the scaled delta is added to the output in fp32 and rounded once to
 // the output dtype.
 //
-// Kernels (optimized/src): bf16/f16 use tensor cores (mma.sync m16n8k16,
-// fp32 accumulate) for r_max <= 128; f32, and bf16/f16 with r_max > 128, use
-// the generic fp32-FMA kernels (same rounding points). The fused path keeps
-// the intermediate on chip for r_max <= 256; above that lora_correction(...,
-// Path::fused, ...) runs the split path instead (workspace_size accounts for
-// it; the rounding model is the same). All kernels need unit inner strides
-// (else not_supported); any outer strides, any dims, any pointer alignment
-// (16-byte vector accesses are used only where pointers/strides allow).
+// Kernels (optimized/src), chosen on the host per call (fused_kernel_family):
+//  - fast (sgmm_fast.cu): the fused path for bf16/f16 when r_max <= 128,
+//    D_qk % 16 == 0, R_kv % 64 == 0, D_v % 64 == 0 (v side), 16-byte aligned
+//    pointers and outer strides in multiples of 8 elements (model shapes).
+//    A one-block plan kernel groups the batch's rows BY SLOT (segments of the
+//    same adapter need not be adjacent), then 4-warp tensor-core kernels run
+//    tiles of one slot, so each block reads its slot's weights once for up to
+//    64 tokens. Needs a workspace (the plan; workspace_size says how much).
+//  - mma (sgmm_mma.cu): bf16/f16 tensor cores for every other shape with
+//    r_max <= 128, and the split path's steps.
+//  - generic (sgmm_generic.cu): f32, and bf16/f16 with r_max > 128 (fp32 FMA).
+// The fused path keeps the intermediate on chip for r_max <= 256; above that
+// lora_correction(..., Path::fused, ...) runs the split path instead
+// (workspace_size accounts for it; the rounding model is the same). All
+// kernels need unit inner strides (else not_supported); any outer strides,
+// any dims, any pointer alignment (16-byte accesses only where allowed).
 //
 // Garbage index data (what the kernels do; check_index_data diagnoses it):
 // the live count is clamped to [0, segment_capacity]; a live segment g is
@@ -34,10 +42,13 @@
 // (a race between blocks, still in bounds).
 //
 // Launch geometry depends only on the shape (segment_capacity,
-// max_segment_len, S, dims; in host mode also num_segments_host): a grid of
-// min(capacity*ceil(max_segment_len/M_T), S/M_T + capacity) token tiles times
-// head blocks; each block locates its (segment, token tile) from the device
-// index data and exits when the batch has fewer tiles.
+// max_segment_len, S, L, dims; in host mode also num_segments_host): the
+// mma/generic kernels launch min(capacity*ceil(max_segment_len/M_T),
+// S/M_T + capacity) token tiles times head blocks and each block locates its
+// (segment, token tile) from the device index data; the fast path's plan
+// kernel writes the live tile count and tile list to the workspace and its
+// main kernels launch ceil(S/TM) + min(L, capacity) tiles (bounded likewise)
+// and exit past the live count.
 //
 // Graph capture: call once eagerly before capturing (kernels needing more
 // than 48 KB of shared memory raise their limit with cudaFuncSetAttribute).
