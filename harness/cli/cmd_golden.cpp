@@ -1,5 +1,6 @@
 // mlalora golden: regenerate the golden set (datasets/golden/) from seeds.
 // One file per case, golden_<i>_<dtype>.h5, plus MANIFEST.txt.
+#include "mlalora/build_info.hpp"
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>

@@ -1,3 +1,4 @@
+#include "mlalora/build_info.hpp"
 #include <cstdio>
 #include <map>
 

@@ -31,7 +31,7 @@ expect 0 "schema ok" python3 "$SRC/reports/check_report.py" "$TMP/v.h5"
 ls "$TMP" | grep -q '\.tmp\.' && { echo "FAIL: temporary report file left behind"; fails=$((fails+1)); }
 expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload 1:1
 expect 2 "not in" "$BIN" fma --model NoSuchModel
-expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28-partial.h5"
+expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
 expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"

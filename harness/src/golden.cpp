@@ -16,9 +16,7 @@
 #ifndef MLALORA_VERSION
 #define MLALORA_VERSION "unknown"
 #endif
-#ifndef MLALORA_GIT_COMMIT
-#define MLALORA_GIT_COMMIT "unknown"
-#endif
+#include "mlalora/build_info.hpp"
 
 namespace mlalora::harness {
 

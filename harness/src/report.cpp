@@ -1,3 +1,4 @@
+#include "mlalora/build_info.hpp"
 #include "mlalora/harness/report.hpp"
 
 #include <unistd.h>
