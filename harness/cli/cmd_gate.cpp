@@ -127,7 +127,9 @@ Action add_gate(CLI::App& app, Context&) {
       "passed rows may not exceed max(error_growth_factor x baseline's, error_growth_floor); throughput\n"
       "reports, per (shape, implementation, mode), median_us may not exceed (1 + throughput_drop_percent/100)\n"
       "x baseline's -- only when both reports' `device` attributes are equal, unless\n"
-      "compare_throughput_across_devices = true (otherwise the comparison is listed as skipped).\n"
+      "compare_throughput_across_devices = true (otherwise the comparison is listed as skipped), and\n"
+      "not for implementations in throughput_skip_implementations (default cublas-naive: the yardstick,\n"
+      "whose small-shape medians move by up to 2x between runs).\n"
       "Policy file: 'key = value' lines, '#' comments; --print-policy shows every key with its default.\n"
       "Exit: 0 pass, 1 violations, 2 bad usage / policy / kinds differ, 3 a report cannot be read.\n"
       "Example: mlalora gate out/verify.h5 --baseline reports/verify-h200-2026-11-28.h5 --max-rows 10");

@@ -1,5 +1,7 @@
 #include "mlalora/harness/gate.hpp"
 
+#include "mlalora/harness/fork_isolation.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cerrno>
@@ -57,7 +59,7 @@ bool is_bad_disposition(const std::string& d) { return d == "incorrect" || d == 
 
 // ---------------------------------------------------------------- policy
 
-enum class KeyType { number, boolean };
+enum class KeyType { number, boolean, names };
 struct PolicyKey {
   const char* name;
   KeyType type;
@@ -66,6 +68,7 @@ struct PolicyKey {
   double min;        // numbers: smallest allowed value
   bool min_exclusive;
   const char* help;
+  std::string GatePolicy::*text = nullptr;  // names: comma-separated list
 };
 
 const std::vector<PolicyKey>& policy_keys() {
@@ -84,6 +87,9 @@ const std::vector<PolicyKey>& policy_keys() {
        0, false, "compare medians even when the reports' `device` attributes differ"},
       {"allow_empty_report", KeyType::boolean, nullptr, &GatePolicy::allow_empty_report, 0, false,
        "a report with no rows passes (otherwise it is an empty-report violation)"},
+      {"throughput_skip_implementations", KeyType::names, nullptr, nullptr, 0, false,
+       "implementations whose medians are not compared with BASELINE (comma-separated, or none)",
+       &GatePolicy::throughput_skip_implementations},
   };
   return k;
 }
@@ -384,11 +390,22 @@ void gate_throughput_drop(const GateReport& nw, const GateReport& base, const Ga
     return m;
   };
   std::map<Key, double> n = collect(nw), b = collect(base);
-  std::vector<std::string> only_new, only_base, zero;
+  std::set<std::string> skip_impl;
+  {
+    std::istringstream items(pol.throughput_skip_implementations);
+    std::string item;
+    while (std::getline(items, item, ','))
+      if (!item.empty()) skip_impl.insert(item);
+  }
+  std::vector<std::string> only_new, only_base, zero, by_policy;
   int64_t compared = 0;
   const double factor = 1 + pol.throughput_drop_percent / 100;
   for (const auto& [k, med] : n) {
     const auto& [shape, impl, mode] = k;
+    if (skip_impl.count(impl)) {
+      by_policy.push_back(shape + " " + impl + " " + mode);
+      continue;
+    }
     auto it = b.find(k);
     if (it == b.end()) {
       only_new.push_back(shape + " " + impl + " " + mode);
@@ -408,8 +425,13 @@ void gate_throughput_drop(const GateReport& nw, const GateReport& base, const Ga
                                                    fmt(pol.throughput_drop_percent) + "%)"));
     }
   }
+  if (!by_policy.empty())
+    out->skipped.push_back(std::to_string(by_policy.size()) +
+                           " (shape, implementation, mode) key(s) not compared (policy "
+                           "throughput_skip_implementations = " + pol.throughput_skip_implementations +
+                           "): " + summarize(by_policy));
   for (const auto& [k, med] : b)
-    if (!n.count(k)) only_base.push_back(std::get<0>(k) + " " + std::get<1>(k) + " " + std::get<2>(k));
+    if (!n.count(k) && !skip_impl.count(std::get<1>(k))) only_base.push_back(std::get<0>(k) + " " + std::get<1>(k) + " " + std::get<2>(k));
   out->compared.push_back("throughput vs BASELINE " + describe_report(base) + ": " + std::to_string(compared) +
                           " (shape, implementation, mode) medians, passed rows only; limit +" +
                           fmt(pol.throughput_drop_percent) + "%" +
@@ -472,7 +494,21 @@ Status GatePolicy::parse(const std::string& text, const std::string& source, Gat
     }
     if (!seen.insert(key).second) return Status::Invalid(where + "key '" + key + "' given twice");
     if (value.empty()) return Status::Invalid(where + "key '" + key + "' has no value");
-    if (k->type == KeyType::boolean) {
+    if (k->type == KeyType::names) {
+      std::string list;
+      if (value != "none") {
+        std::istringstream items(value);
+        std::string item;
+        while (std::getline(items, item, ',')) {
+          item = trim(item);
+          if (item.empty() || item.find_first_of(" \t") != std::string::npos)
+            return Status::Invalid(where + key + ": '" + value +
+                                   "' is not a comma-separated list of implementation names (or none)");
+          list += (list.empty() ? "" : ",") + item;
+        }
+      }
+      p.*(k->text) = list;
+    } else if (k->type == KeyType::boolean) {
       bool b;
       if (!parse_bool(value, &b))
         return Status::Invalid(where + key + ": '" + value + "' is not a boolean (true/false)");
@@ -507,7 +543,8 @@ std::string GatePolicy::to_text() const {
   std::string s;
   for (const PolicyKey& k : policy_keys()) {
     s += std::string("# ") + k.help + "\n" + k.name + " = ";
-    s += k.type == KeyType::boolean ? ((this->*(k.flag)) ? "true" : "false") : fmt(this->*(k.num));
+    if (k.type == KeyType::names) s += (this->*(k.text)).empty() ? std::string("none") : this->*(k.text);
+    else s += k.type == KeyType::boolean ? ((this->*(k.flag)) ? "true" : "false") : fmt(this->*(k.num));
     s += "\n";
   }
   return s;
@@ -713,12 +750,14 @@ Status load_gate_report(const std::string& path, GateReport* out, double timeout
   int fds[2];
   if (::pipe(fds) != 0) return load_in_process(path, out);  // cannot isolate: decode here
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]), ::close(fds[1]);
     return load_in_process(path, out);
   }
   if (pid == 0) {
+    detail::die_with_parent(parent);
     ::close(fds[0]);
     // Die quietly on a crash (a test framework's handlers would report it from the child).
     for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) std::signal(sig, SIG_DFL);

@@ -1,5 +1,7 @@
 #include "mlalora/harness/hdf5_file.hpp"
 
+#include "mlalora/harness/fork_isolation.hpp"
+
 #include <fcntl.h>
 #include <hdf5.h>
 #include <signal.h>
@@ -624,9 +626,11 @@ herr_t probe_visit(hid_t root, const char* name, const H5O_info_t* info, void*) 
 // checks will say what); -1: the child crashed or hung (message in *why).
 int probe_in_child(const std::string& path, int timeout_s, std::string* why) {
   std::fflush(nullptr);
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return 0;  // cannot isolate: read in-process as before
   if (pid == 0) {
+    detail::die_with_parent(parent);
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) _exit(1);

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include "test_files.hpp"
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <random>
 
 #include "mlalora/harness/bench.hpp"
+#include "mlalora/harness/fork_isolation.hpp"
 #include "mlalora/harness/gate.hpp"
 #include "mlalora/harness/generators.hpp"
 #include "mlalora/harness/implementation.hpp"
@@ -224,7 +227,17 @@ TEST_CASE("gate: policy defaults, overrides, round trip", "[gate]") {
   CHECK(q.max_error_bound_ratio == 1.5);
   CHECK(q.throughput_drop_percent == 25);
   CHECK(q.compare_throughput_across_devices);
-  CHECK(GatePolicy::keys().size() == 7);
+  CHECK(q.throughput_skip_implementations == "cublas-naive");  // the default survives the round trip
+  CHECK(GatePolicy::keys().size() == 8);
+  // The implementation list: comma-separated names, "none" for the empty list.
+  GatePolicy l;
+  REQUIRE(GatePolicy::parse("throughput_skip_implementations = cublas-naive , my-impl\n", "p", &l).ok());
+  CHECK(l.throughput_skip_implementations == "cublas-naive,my-impl");
+  REQUIRE(GatePolicy::parse("throughput_skip_implementations = none\n", "p", &l).ok());
+  CHECK(l.throughput_skip_implementations.empty());
+  GatePolicy m;
+  REQUIRE(GatePolicy::parse(l.to_text(), "to_text", &m).ok());
+  CHECK(m.throughput_skip_implementations.empty());
 }
 
 TEST_CASE("gate: malformed policies are rejected naming file:line", "[gate]") {
@@ -244,6 +257,8 @@ TEST_CASE("gate: malformed policies are rejected naming file:line", "[gate]") {
       {"compare_throughput_across_devices = maybe\n", {"pol.txt:1", "boolean"}},
       {"error_growth_floor = 0.1\nerror_growth_floor = 0.2\n", {"pol.txt:2", "twice"}},
       {"error_growth_floor =\n", {"pol.txt:1", "no value"}},
+      {"throughput_skip_implementations = a,,b\n", {"pol.txt:1", "comma-separated list"}},
+      {"throughput_skip_implementations = cublas naive\n", {"pol.txt:1", "comma-separated list"}},
   };
   for (const Bad& b : cases) {
     INFO(b.text);
@@ -438,22 +453,39 @@ TEST_CASE("gate: throughput reports", "[gate]") {
     write_tp_report(tmp("new.h5"), healthy_tp(1.0));
     GateResult r = gate(tmp("new.h5"), tmp("base.h5"));
     CHECK(r.passed());
-    CHECK(any_contains(r.compared, "18 (shape, implementation, mode) medians"));
+    // cublas-naive's 6 keys are not compared under the default policy.
+    CHECK(any_contains(r.compared, "12 (shape, implementation, mode) medians"));
+    CHECK(any_contains(r.skipped, "6 (shape, implementation, mode) key(s) not compared"));
+  }
+  SECTION("a cublas-naive slowdown is not gated by default, and is once the skip list is emptied") {
+    auto rows = healthy_tp(1.0);
+    rows[4].median_us *= 2;  // shape 0, cublas-naive, stream
+    REQUIRE(rows[4].impl == "cublas-naive");
+    write_tp_report(tmp("new.h5"), rows);
+    GateResult r = gate(tmp("new.h5"), tmp("base.h5"));
+    CHECK(r.passed());
+    CHECK(any_contains(r.skipped, "throughput_skip_implementations = cublas-naive"));
+    GatePolicy pol;
+    REQUIRE(GatePolicy::parse("throughput_skip_implementations = none\n", "p", &pol).ok());
+    GateResult r2 = gate(tmp("new.h5"), tmp("base.h5"), pol);
+    REQUIRE(r2.violations.size() == 1);
+    CHECK(r2.violations[0].implementation == "cublas-naive");
+    CHECK(r2.violations[0].rule == "throughput-drop");
   }
   SECTION("5% slower passes, 25% slower on the same device fails") {
     write_tp_report(tmp("new.h5"), healthy_tp(1.05));
     CHECK(gate(tmp("new.h5"), tmp("base.h5")).passed());
     auto rows = healthy_tp(1.0);
-    rows[4].median_us *= 1.25;  // one (shape, impl, mode)
-    rows[11].median_us *= 1.5;
+    rows[3].median_us *= 1.25;  // one (shape, impl, mode): cuda-split graph
+    rows[8].median_us *= 1.5;   // cuda-split stream of the second shape
     write_tp_report(tmp("new2.h5"), rows);
     GateResult r = gate(tmp("new2.h5"), tmp("base.h5"));
     REQUIRE(r.violations.size() == 2);
     CHECK(r.violations[0].rule == "throughput-drop");
-    CHECK(r.violations[0].key == rows[11].shape + " " + rows[11].mode);  // +50% is worse than +25%
-    CHECK(r.violations[1].implementation == rows[4].impl);
-    CHECK(r.violations[1].value == Approx(rows[4].median_us));
-    CHECK(r.violations[1].limit == Approx(1.1 * rows[4].median_us / 1.25));
+    CHECK(r.violations[0].key == rows[8].shape + " " + rows[8].mode);  // +50% is worse than +25%
+    CHECK(r.violations[1].implementation == rows[3].impl);
+    CHECK(r.violations[1].value == Approx(rows[3].median_us));
+    CHECK(r.violations[1].limit == Approx(1.1 * rows[3].median_us / 1.25));
     CHECK_THAT(r.violations[1].detail, Catch::Contains("+25%"));
     SECTION("a policy allowing 60% lets it pass") {
       GatePolicy pol;
@@ -476,7 +508,7 @@ TEST_CASE("gate: throughput reports", "[gate]") {
     GatePolicy pol;
     pol.compare_throughput_across_devices = true;
     GateResult r2 = gate(tmp("new.h5"), tmp("base.h5"), pol);
-    CHECK(r2.violations.size() == rows.size());
+    CHECK(r2.violations.size() == rows.size() - 6);  // all but cublas-naive's 6 keys (default skip list)
   }
   SECTION("incorrect or failed bench rows fail on their own") {
     auto rows = healthy_tp(1.0);
@@ -765,4 +797,44 @@ TEST_CASE("gate: the committed H200 reports load and gate", "[gate]") {
     CHECK(rv.violations.empty());
     CHECK(rv.passed());
   }
+}
+
+TEST_CASE("gate: a forked helper dies with its parent (no orphan keeps spinning)", "[gate]") {
+  // The report decoder is a forked child that forks the HDF5 probe in turn;
+  // when the decoder is killed on timeout the probe must die too. Model:
+  // A forks B (B calls die_with_parent(A) and would wait forever), A exits;
+  // B must be gone (or a zombie) shortly after.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t a = ::fork();
+  REQUIRE(a >= 0);
+  if (a == 0) {
+    ::close(fds[0]);
+    const pid_t parent = ::getpid();
+    const pid_t b = ::fork();
+    if (b == 0) {
+      mlalora::harness::detail::die_with_parent(parent);
+      for (;;) ::pause();
+    }
+    (void)!::write(fds[1], &b, sizeof b);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  pid_t b = -1;
+  REQUIRE(::read(fds[0], &b, sizeof b) == static_cast<ssize_t>(sizeof b));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(a, &status, 0);
+  REQUIRE(b > 0);
+  auto alive = [&] {
+    std::ifstream st("/proc/" + std::to_string(b) + "/stat");
+    std::string line;
+    if (!std::getline(st, line)) return false;  // gone
+    const size_t close_paren = line.rfind(')');
+    return close_paren != std::string::npos && close_paren + 2 < line.size() && line[close_paren + 2] != 'Z';
+  };
+  bool gone = false;
+  for (int i = 0; i < 300 && !(gone = !alive()); ++i) ::usleep(10000);
+  if (!gone) ::kill(b, SIGKILL);  // do not leave it behind even when the test fails
+  CHECK(gone);
 }
