@@ -18,8 +18,10 @@ fi
 CASES="${2:-2000}"
 SUITE="${3:-smoke}"
 # Steps, comma-separated: tests, verify, bench, memcheck, sanitizer (racecheck +
-# initcheck + synccheck), or "all". One 10-minute device call holds about
-# tests+verify+memcheck, another bench+sanitizer (h200 suite).
+# initcheck + synccheck over every test, one cap per tool), racecheck (split by
+# test and graph configuration, longer caps: about 10 minutes), or "all". One
+# 10-minute device call holds about tests+verify+memcheck, another
+# bench+sanitizer (h200 suite), a third racecheck.
 STEPS="${4:-tests,verify,memcheck,sanitizer,bench}"
 [ "$STEPS" = all ] && STEPS="tests,verify,memcheck,sanitizer,bench"
 IMPLS="${MLALORA_BENCH_IMPLS:-cuda-fused,cublas-naive}"
@@ -52,6 +54,20 @@ step memcheck && run memcheck 200 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS
 step sanitizer && run sanitizer 420 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 \
   MLALORA_SANITIZER_TOOLS="racecheck initcheck synccheck" MLALORA_SANITIZER_TOOL_TIMEOUT="${MLALORA_SANITIZER_TOOL_TIMEOUT:-130}" \
   bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT"
+# racecheck split by test and graph configuration, each with its own cap: the
+# graph-replay test under racecheck takes minutes on the generic kernels.
+if step racecheck; then
+  for sel in "rc-suites|120||GPU implementations*,[index],[fast],CUDA graph: launch geometry*" \
+             "rc-tiles|120||[tiles]" \
+             "rc-graph-a|300|odd dims,model dims,decode|CUDA graph: one capture*" \
+             "rc-graph-b|300|large rank|CUDA graph: one capture*"; do
+    IFS='|' read -r name cap configs filter <<<"$sel"
+    mkdir -p "$OUT/$name"
+    run "$name" $((cap + 30)) env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 MLALORA_GRAPH_CONFIGS="$configs" \
+      MLALORA_SANITIZER_TOOLS=racecheck MLALORA_SANITIZER_TOOL_TIMEOUT="$cap" \
+      bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT/$name" "$filter"
+  done
+fi
 unset MLALORA_GRAPH_REPLAYS
 step bench && run bench 330 "$B/mlalora" bench --suite "$SUITE" --impl "$IMPLS" --out "$OUT/bench-$SUITE.h5"
 cuobjdump --dump-sass "$B/mlalora_gpu_tests" > /tmp/sass.txt 2>/dev/null &&
@@ -60,6 +76,7 @@ step tests && { echo "== gpu tests"; grep -E "passed .*/|FAILED|test cases|asser
 step verify && { echo "== verify"; tail -6 "$OUT/verify.log"; }
 step memcheck && { echo "== memcheck"; tail -3 "$OUT/memcheck.log"; }
 step sanitizer && { echo "== sanitizer"; tail -5 "$OUT/sanitizer.log"; }
+step racecheck && { echo "== racecheck (split)"; for d in rc-suites rc-tiles rc-graph-a rc-graph-b; do echo "$d: $(tail -1 "$OUT/$d.log")"; done; }
 step bench && { echo "== bench"; grep -A80 "^copy bandwidth .* fraction" "$OUT/bench.log" | grep -v " stream " | cut -c1-118; }
 for k in "${!rc[@]}"; do echo "$k rc=${rc[$k]}"; done
 # At most 8 files come back from the device: pack the logs into one archive.
