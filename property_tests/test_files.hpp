@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,23 @@ struct TempDir {
 inline std::vector<char> read_bytes(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// One corruption of a file's bytes for the byte-flip fuzz tests: 1-8 random
+// byte flips (in a quarter of the draws all within the first `head` bytes:
+// superblock, root object header, attributes), and in another quarter the file
+// also truncated at a random length.
+inline std::vector<char> flip_bytes(const std::vector<char>& bytes, std::mt19937_64& rng, size_t head) {
+  std::vector<char> m = bytes;
+  const int mode = static_cast<int>(rng() % 4);
+  const int flips = 1 + static_cast<int>(rng() % 8);
+  for (int k = 0; k < flips; ++k) {
+    size_t pos = static_cast<size_t>(rng() % m.size());
+    if (mode == 0 && pos > head) pos %= head;
+    m[pos] = static_cast<char>(m[pos] ^ static_cast<char>(1 + rng() % 255));
+  }
+  if (mode == 3) m.resize(static_cast<size_t>(rng() % m.size()));
+  return m;
 }
 
 inline void write_bytes(const std::string& p, const std::vector<char>& b) {

@@ -689,17 +689,9 @@ void fuzz_report(const std::string& label, const std::string& good, uint64_t see
   int loaded = 0, refused = 0, gated_pass = 0, crashed = 0;
   const std::string f = good + ".fuzz.h5";
   for (int it = 0; it < iters; ++it) {
-    std::vector<char> m = bytes;
-    const int mode = static_cast<int>(rng() % 4);
-    const int flips = 1 + static_cast<int>(rng() % 8);
-    for (int k = 0; k < flips; ++k) {
-      size_t pos = static_cast<size_t>(rng() % m.size());
-      if (mode == 0 && pos > 512) pos %= 512;  // superblock / root header / attributes
-      m[pos] = static_cast<char>(m[pos] ^ static_cast<char>(1 + rng() % 255));
-    }
-    if (mode == 3) m.resize(static_cast<size_t>(rng() % m.size()));
+    const std::vector<char> m = mlalora::test::flip_bytes(bytes, rng, 512);
     mlalora::test::write_bytes(f, m);
-    INFO(label << " iteration " << it << " mode " << mode);
+    INFO(label << " iteration " << it << " (the corruption is replayed by the seed)");
     GateReport r;
     Status st = load_gate_report(f, &r, /*timeout_seconds=*/3);
     if (!st.ok()) {
