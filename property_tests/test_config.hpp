@@ -25,4 +25,26 @@ inline int env_int(const char* name, int fallback) {
 
 inline int case_count() { return env_int("MLALORA_CASES", 100); }
 
+// Sets an environment variable for one scope ("" unsets it) and restores the
+// previous value: library knobs read per call (MLALORA_FAST_QV, ...) that a
+// test cycles through. Tests are single-threaded.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) had_ = true, old_ = old;
+    if (value != nullptr && *value != '\0') setenv(name, value, 1);
+    else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+    else unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
 }  // namespace mlalora::test

@@ -40,6 +40,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <cub/block/block_scan.cuh>
 #include <string>
 
@@ -82,6 +84,25 @@ struct Geom {
   int cols_per_block = 64;  // q side: output columns per block (multiple of kChunk)
 };
 
+// ---- programmatic dependent launch (sm_90) ----------------------------------------------
+// The main kernels are launched with programmatic stream serialization: their
+// blocks may become resident while the kernel before them (the plan, or the
+// q side before the v side) is still running, and wait here until it has
+// completed and its writes are visible. Launched without the attribute, the
+// wait returns at once, so the kernels are correct in any launch mode.
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+// Lets the next (programmatically dependent) kernel launch once every block
+// of this grid has called it or exited; it still waits for our completion.
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
 // ---- plan ------------------------------------------------------------------------
 // One block, four phases: (A) per segment: validity, length, and its offset
 // within its slot's run (an atomicAdd on the slot's row count), then an
@@ -115,6 +136,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
   __shared__ unsigned long long s_pos[kPlanSmemSegs];
   __shared__ long long s_incl[kPlanSmemSegs];
   const int tid = static_cast<int>(threadIdx.x);
+  allow_next_grid();  // the main kernel's blocks may become resident; they wait for our completion
   const int n = live_segments(p);
   const bool few_slots = p.L <= kPlanSmemSlots, few_segs = n <= kPlanSmemSegs;
   unsigned long long* count = few_slots ? s_count : v.slot_cursor;
@@ -304,9 +326,14 @@ __device__ __forceinline__ int tile_row(const Plan& v, const Geom& geo, int tile
   if (local >= static_cast<long long>(count)) return -1;  // padding of the slot's last tile
   return __ldg(v.tile_rows + static_cast<long long>(tile) * geo.tm + sub_row);
 }
-__device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, int head_block,
+// Which (tile, q output-column split, head block) a block works on: from
+// blockIdx in the one-side kernels, from a flat index in the q+v kernel.
+struct BlockCoord {
+  int tile, split, head_block;
+};
+__device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
                                          TileCtx& c) {
-  const int tile = static_cast<int>(blockIdx.x);
+  const int tile = at.tile, head_block = at.head_block;
   if (tile >= __ldg(v.num_tiles)) return false;
   c.slot = __ldg(v.tile_slot + tile);
   if (c.slot < 0 || c.slot >= p.L) return false;
@@ -325,35 +352,120 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
   return true;
 }
 
-// ---- q side ----------------------------------------------------------------------------
-// Shared memory: A chunk ring (block-wide), per warp an output staging ring
-// (16 x 64) and a B_kc staging double buffer of KC rows of d.
+// ---- shared-memory ring (both sides) --------------------------------------------------
+// One ring of kStages slots of (RMAX + 64) rows x kPitch, the same geometry
+// on both sides (so the q+v kernel wastes nothing):
+//  q slot: A chunk (RMAX rows x 64 columns of R_kv), then the four warps'
+//          16 x 64 output chunks;
+//  v slot: A slice (RMAX rows x 64 columns of R_kv), then the block's 64 X
+//          rows of that slice.
+// q side: the ring slots that stage 2 does not prefetch before stage 1 hold
+// B_kc during stage 1 (so B costs no extra shared memory, and the ring gets
+// one more stage). v side: stage 2 reuses the whole ring.
 template <int RMAX>
-struct QSmem {
-  static constexpr int kStages = RMAX <= 64 ? 3 : 2;  // stage-2 ring depth (A and output chunks)
-  static constexpr int kBPitch = RMAX + 8;
-  static constexpr int KC = 16;
-  static constexpr int kAElems = kStages * RMAX * kPitch;
-  static constexpr int kOWarp = kStages * 16 * kPitch;
-  static constexpr int kBWarp = 2 * KC * kBPitch;
-  static constexpr size_t bytes = sizeof(uint16_t) * (kAElems + kWarps * (kOWarp + kBWarp));
+struct Ring {
+  static constexpr int kStages = RMAX <= 64 ? 4 : 3;
+  static constexpr int kSlotElems = (RMAX + 16 * kWarps) * kPitch;
+  static constexpr int kElems = kStages * kSlotElems;
+  static constexpr int kBPitch = RMAX + 8;  // staged weight rows (r columns): 16-byte rows, ldmatrix conflict-free
+  // B_kc staging (q stage 1) can always have all slots: two 16-row steps per warp.
+  static_assert(kStages * kSlotElems >= kWarps * 2 * 16 * kBPitch, "B_kc staging must fit in the ring");
+  static_assert((kSlotElems * 2) % 16 == 0 && (kBPitch * 2) % 16 == 0, "16-byte aligned regions");
+  static constexpr size_t bytes = sizeof(uint16_t) * kElems;
 };
+template <int RMAX>
+constexpr int q_min_blocks() { return RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2); }
+
+// ---- q side ----------------------------------------------------------------------------
+// Stage 1 staging plan of B_kc in `elems` ring elements, for a unit of
+// `units` (1: block-wide, the warps share one head; 4: one region per warp):
+// one buffer holding all D_qk rows when they fit (at most 128), else a
+// double buffer of kch rows (a multiple of 16, at most 128).
+struct BStaging {
+  int region;  // elements per unit
+  int kch;     // rows per step
+  int nbuf;    // 1 or 2
+};
+__device__ __forceinline__ BStaging plan_b_staging(int elems, int units, int bp, int D_qk) {
+  BStaging b;
+  const int rows = ((elems / units) / bp) & ~15;
+  b.region = rows * bp;
+  if (D_qk <= rows && D_qk <= 128) {
+    b.kch = D_qk, b.nbuf = 1;
+  } else {
+    b.kch = min(128, ((rows / 2) & ~15)), b.nbuf = 2;
+  }
+  return b;
+}
+
+// One staged step of stage 1 of the q side: up to 8 k-steps of 16 rows of d
+// from the staged B_kc rows Bb (pitch BP). All X fragments of the step are
+// issued before the wait for the B copy, so they travel together.
+// BLOCK_SYNC: the B buffer is block-wide (barriers), else per warp.
+template <typename T, int RB, bool BLOCK_SYNC>
+__device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb, int BP, const T* xa, const T* xb,
+                                              int kb0, int ksteps, int D_qk, int r16, bool live, int lane) {
+  constexpr int kMaxSteps = 8;
+  uint32_t xf[kMaxSteps][4];
+#pragma unroll
+  for (int s = 0; s < kMaxSteps; ++s) {
+    const int kb = kb0 + 16 * s;  // D_qk % 16 == 0: a step is all in or all out
+    const bool in = s < ksteps && kb < D_qk;
+    xf[s][0] = ldg32_if(xa + kb, in && xa != nullptr);
+    xf[s][1] = ldg32_if(xb + kb, in && xb != nullptr);
+    xf[s][2] = ldg32_if(xa + kb + 8, in && xa != nullptr);
+    xf[s][3] = ldg32_if(xb + kb + 8, in && xb != nullptr);
+  }
+  cp_async_wait<1>();
+  if (BLOCK_SYNC) __syncthreads();
+  else __syncwarp();
+  if (live) {
+#pragma unroll
+    for (int s = 0; s < kMaxSteps; ++s) {
+      if (s < ksteps && kb0 + 16 * s < D_qk) {
+#pragma unroll
+        for (int np = 0; np < RB; ++np) {
+          if (np * 16 < r16) {  // warp-uniform
+            uint32_t b[4];
+            ldsm_x4_t(b, Bb + (s * 16 + (lane & 15)) * BP + np * 16 + (lane >> 4) * 8);
+            Mma<T>::run(y[2 * np], xf[s][0], xf[s][1], xf[s][2], xf[s][3], b[0], b[1]);
+            Mma<T>::run(y[2 * np + 1], xf[s][0], xf[s][1], xf[s][2], xf[s][3], b[2], b[3]);
+          }
+        }
+      }
+    }
+  }
+  if (BLOCK_SYNC) __syncthreads();  // the buffer is refilled two steps later
+  else __syncwarp();
+}
 
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2))
-    fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
-  using SM = QSmem<RMAX>;
-  constexpr int RB = RMAX / 16, KC = SM::KC, BP = SM::kBPitch, ST = SM::kStages;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+__device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
+                                       unsigned char* smem_raw) {
+  using RG = Ring<RMAX>;
+  constexpr int RB = RMAX / 16, BP = RG::kBPitch, ST = RG::kStages, SE = RG::kSlotElems;
   TileCtx c;
-  if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
+  if (!tile_ctx(p, geo, v, at, c)) return;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
-  T* As = reinterpret_cast<T*>(smem_raw);
-  T* Os = As + SM::kAElems + warp * SM::kOWarp;
-  T* Bw = As + SM::kAElems + kWarps * SM::kOWarp + warp * SM::kBWarp;
+  T* ring = reinterpret_cast<T*>(smem_raw);
   const int r = c.r;
-  const int c_begin = static_cast<int>(blockIdx.y) * geo.cols_per_block;
+  const int c_begin = at.split * geo.cols_per_block;
   const int nch = geo.cols_per_block / kChunk;
+  // hg == 1: the four warps are four 16-token sub-tiles of ONE head and
+  // share its B_kc (read once per block instead of once per warp).
+  const bool shared_b = geo.hg == 1;
+  const int units = shared_b ? 1 : kWarps;
+  // `pre` stage-2 chunks are prefetched before stage 1; the slots after them
+  // hold B_kc. Stage 1 is a chain of dependent copy-then-compute steps, so
+  // the fewest steps win over prefetching (ties: the most prefetch).
+  int pre = min(nch, ST - 1);
+  BStaging bst = plan_b_staging((ST - pre) * SE, units, BP, p.D_qk);
+  for (int k = pre - 1; k >= 0; --k) {
+    const BStaging b = plan_b_staging((ST - k) * SE, units, BP, p.D_qk);
+    if (b.kch >= 16 && (bst.kch < 16 || (p.D_qk + b.kch - 1) / b.kch < (p.D_qk + bst.kch - 1) / bst.kch))
+      pre = k, bst = b;
+  }
+  T* Bw = ring + pre * SE + (shared_b ? 0 : warp * bst.region);
   const T* Bh = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                 static_cast<long long>(c.h < p.H ? c.h : 0) * (p.D_qk + p.D_v) * p.Bs1;
 
@@ -375,12 +487,13 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
       const int tb = __shfl_sync(0xffffffffu, c.rb, (row & 7) * 4);
       const int t = row < 8 ? ta : tb;
       o_glob[i] = t >= 0 ? O + t * p.os0 + c.h * p.os1 + c_begin + col : nullptr;
-      o_smem[i] = row * kPitch + col;
+      o_smem[i] = (RMAX + warp * 16 + row) * kPitch + col;  // within a slot
     }
   }
   // Chunk ci of A (rows j < r16; zero at j >= r) and of this warp's output tile -> ring slot buf.
   auto load_chunk = [&](int ci, int buf) {
-    T* ad = As + buf * RMAX * kPitch + a_row0 * kPitch + a_col;
+    T* slot = ring + buf * SE;
+    T* ad = slot + a_row0 * kPitch + a_col;
 #pragma unroll
     for (int k = 0; k < RMAX / 16; ++k) {
       const int j = a_row0 + 16 * k;
@@ -389,60 +502,54 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
         else *reinterpret_cast<uint4*>(ad + 16 * k * kPitch) = make_uint4(0u, 0u, 0u, 0u);
       }
     }
-    T* od = Os + buf * 16 * kPitch;
 #pragma unroll
     for (int i = 0; i < kChunk / 16; ++i)
-      if (o_glob[i]) cp_async16(od + o_smem[i], o_glob[i] + ci * kChunk);
+      if (o_glob[i]) cp_async16(slot + o_smem[i], o_glob[i] + ci * kChunk);
   };
-  auto load_b = [&](int kc, int buf) {  // rows d in [kc*KC, +KC) of B_kc[h]
-    if (c.live)
-      stage_weight_rows<RMAX>(Bw + buf * KC * BP, BP, Bh + static_cast<long long>(kc * KC) * p.Bs1, p.Bs1, KC,
-                              p.D_qk - kc * KC, r, c.r16, lane, 32);
+  // Staged step kc of B_kc: rows d in [kc*kch, +kch).
+  auto load_b = [&](int kc, int buf) {
+    T* dst = Bw + buf * bst.kch * BP;
+    const T* src = Bh + static_cast<long long>(kc) * bst.kch * p.Bs1;
+    if (shared_b)
+      stage_weight_rows<RMAX>(dst, BP, src, p.Bs1, bst.kch, p.D_qk - kc * bst.kch, r, c.r16, tid, kThreads);
+    else if (c.live)
+      stage_weight_rows<RMAX>(dst, BP, src, p.Bs1, bst.kch, p.D_qk - kc * bst.kch, r, c.r16, lane, 32);
   };
-#pragma unroll
-  for (int st = 0; st < ST - 1; ++st) {
-    if (st < nch) load_chunk(st, st);
+  for (int st = 0; st < pre; ++st) {
+    load_chunk(st, st);
     cp_async_commit();
   }
-  load_b(0, 0);
+  load_b(0, 0);  // bst.kch >= 16: with pre = 0 the ring holds two 16-row steps per warp (static_assert)
   cp_async_commit();
 
-  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16); B_kc through the warp's smem double buffer ----
+  // ---- stage 1: Y = X_h @ B_kc[h] (16 x r16); B_kc staged in the free ring slots ----
   float y[2 * RB][4];
 #pragma unroll
   for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
   const T* X = static_cast<const T*>(p.x);
   const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
   const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
-  const int nkc = (p.D_qk + KC - 1) / KC;
+  const int nkc = (p.D_qk + bst.kch - 1) / bst.kch;
   for (int kc = 0; kc < nkc; ++kc) {
-    if (kc + 1 < nkc) load_b(kc + 1, (kc + 1) & 1);
+    if (kc + 1 < nkc) load_b(kc + 1, (kc + 1) % bst.nbuf);
     cp_async_commit();
-    // X fragments of this chunk (32-bit loads, issued before the wait). D_qk % 16 == 0.
-    const int kb = kc * KC;
-    const uint32_t x0 = ldg32_if(xa + kb, xa != nullptr), x1 = ldg32_if(xb + kb, xb != nullptr);
-    const uint32_t x2 = ldg32_if(xa + kb + 8, xa != nullptr), x3 = ldg32_if(xb + kb + 8, xb != nullptr);
-    cp_async_wait<1>();
-    __syncwarp();
-    if (c.live) {
-      const T* Bb = Bw + (kc & 1) * KC * BP;
-#pragma unroll
-      for (int np = 0; np < RB; ++np) {
-        if (np * 16 < c.r16) {  // warp-uniform
-          uint32_t b[4];
-          ldsm_x4_t(b, Bb + (lane & 15) * BP + np * 16 + (lane >> 4) * 8);
-          Mma<T>::run(y[2 * np], x0, x1, x2, x3, b[0], b[1]);
-          Mma<T>::run(y[2 * np + 1], x0, x1, x2, x3, b[2], b[3]);
-        }
-      }
-    }
-    __syncwarp();  // buffer kc&1 is refilled two iterations later
+    const T* Bb = Bw + (kc % bst.nbuf) * bst.kch * BP;
+    if (shared_b)
+      q_stage1_step<T, RB, true>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
+    else
+      q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
   }
+  __syncthreads();    // every warp is done with B_kc: its slots become stage-2 ring slots
+  allow_next_grid();  // the v side may launch as the last q blocks reach stage 2
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
+  for (int st = pre; st < ST - 1; ++st) {  // the chunks B_kc's slots kept from the prefetch
+    if (st < nch) load_chunk(st, st);
+    cp_async_commit();
+  }
 
   // ---- stage 2: Z = Y @ A over the block's column range; A (per block) and
-  // the old output chunk (per warp) in an ST-deep cp.async ring ----
+  // the old output chunk (per warp) in the ST-deep cp.async ring ----
   for (int ci = 0; ci < nch; ++ci) {
     const int buf = ci % ST, c0 = c_begin + ci * kChunk;
     cp_async_wait<ST - 2>();
@@ -450,7 +557,7 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
     if (ci + ST - 1 < nch) load_chunk(ci + ST - 1, (ci + ST - 1) % ST);
     cp_async_commit();
     if (c.live) {
-      const T* Ab = As + buf * RMAX * kPitch;
+      const T* Ab = ring + buf * SE;
       float z[8][4];
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
@@ -466,43 +573,72 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2
           }
         }
       }
-      T* tile = Os + buf * 16 * kPitch;
+      T* tile = ring + buf * SE + (RMAX + warp * 16) * kPitch;
       staged_epilogue<T, 8>(tile, kPitch, lane, c.s, z);
 #pragma unroll
       for (int i = 0; i < kChunk / 16; ++i)
         if (o_glob[i])
-          *reinterpret_cast<uint4*>(o_glob[i] + (c0 - c_begin)) = *reinterpret_cast<const uint4*>(tile + o_smem[i]);
+          *reinterpret_cast<uint4*>(o_glob[i] + (c0 - c_begin)) =
+              *reinterpret_cast<const uint4*>(ring + buf * SE + o_smem[i]);
     }
   }
 }
 
 // ---- v side ----------------------------------------------------------------------------
 // Stage 1 ring (A rows, then the block's 64 X rows) per 64-column slice of
-// R_kv; stage 2 reuses the ring as per-warp staging: B_vc (DC rows of d) and
-// the output tile (16 x DC).
+// R_kv; stage 2 reuses the ring: per warp, B_vc (DC rows of d) and the output
+// tile (16 x DC); or, when the four warps share one head (hg == 1), a
+// block-wide double buffer of 64-column steps: B_vc rows (read once per
+// block) plus the four warps' output tiles.
 template <int RMAX>
 struct VSmem {
-  static constexpr int kStages = RMAX <= 64 ? 3 : 2;
-  static constexpr int kStageElems = (RMAX + 16 * kWarps) * kPitch;
-  static constexpr int kRingElems = kStages * kStageElems;
-  static constexpr int DC = RMAX <= 64 ? 64 : 32;  // stage-2 output columns per step
+  static constexpr int kStages = Ring<RMAX>::kStages;
+  static constexpr int kStageElems = Ring<RMAX>::kSlotElems;
+  static constexpr int kRingElems = Ring<RMAX>::kElems;
+  static constexpr int DC = kChunk;  // per-warp stage-2 output columns per step
   static constexpr int kBPitch = RMAX + 8, kOPitch = DC + 8;
   static constexpr int kWarpElems = DC * kBPitch + 16 * kOPitch;
+  static constexpr int kSharedStep = kChunk * kBPitch + kWarps * 16 * kPitch;  // block-wide stage-2 buffer
   static_assert(kWarps * kWarpElems <= kRingElems, "stage-2 staging must fit in the stage-1 ring");
-  static_assert((kWarpElems * 2) % 16 == 0 && (DC * kBPitch * 2) % 16 == 0, "16-byte aligned regions");
-  static constexpr size_t bytes = sizeof(uint16_t) * kRingElems;
+  static_assert(2 * kSharedStep <= kRingElems, "shared stage-2 double buffer must fit in the stage-1 ring");
+  static_assert((kWarpElems * 2) % 16 == 0 && (DC * kBPitch * 2) % 16 == 0 && (kSharedStep * 2) % 16 == 0,
+                "16-byte aligned regions");
 };
+template <int RMAX>
+constexpr int v_min_blocks() { return 4; }
+
+// Z = Y @ B_vc^T for 16 rows x (16*NP) columns from staged B_vc rows Bs
+// (pitch BP), then the epilogue on the staged output tile Os (pitch OP).
+template <typename T, int RB, int NP>
+__device__ __forceinline__ void v_stage2_step(const T* Bs, int BP, T* Os, int OP, const uint32_t (&af)[RB][4], int r16,
+                                              float s, int lane) {
+  float z[2 * NP][4];
+#pragma unroll
+  for (int nt = 0; nt < 2 * NP; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < RB; ++kk) {
+    if (kk * 16 < r16) {
+#pragma unroll
+      for (int np = 0; np < NP; ++np) {
+        uint32_t b[4];
+        ldsm_x4(b, Bs + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * BP + kk * 16 + ((lane >> 3) & 1) * 8);
+        Mma<T>::run(z[2 * np], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[0], b[1]);
+        Mma<T>::run(z[2 * np + 1], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[2], b[3]);
+      }
+    }
+  }
+  staged_epilogue<T, 2 * NP>(Os, OP, lane, s, z);
+}
 
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
-    fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
+__device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
+                                       unsigned char* smem_raw) {
   using SM = VSmem<RMAX>;
   constexpr int RB = RMAX / 16, STAGES = SM::kStages, SE = SM::kStageElems, DC = SM::DC;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
   TileCtx c;
-  if (!tile_ctx(p, geo, v, static_cast<int>(blockIdx.z), c)) return;
+  if (!tile_ctx(p, geo, v, at, c)) return;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;
   const T* X = static_cast<const T*>(p.x);
@@ -578,41 +714,92 @@ __global__ void __launch_bounds__(kThreads, RMAX <= 32 ? 4 : 3)
     }
   }
   cp_async_wait<0>();
-  __syncthreads();  // the ring becomes per-warp stage-2 staging
-  if (!c.live) return;  // no block-wide barrier follows
+  __syncthreads();  // the ring becomes stage-2 staging
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
-
-  // ---- stage 2: Z = Y @ B_vc[h]^T per DC output columns ----
-  T* Bs = ring + warp * SM::kWarpElems;
-  T* Os = Bs + DC * SM::kBPitch;
   const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
                 (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
+
+  if (geo.hg == 1) {
+    // ---- stage 2, one head per block: 64-column steps, double-buffered, B_vc rows shared ----
+    constexpr int BP = SM::kBPitch, SS = SM::kSharedStep;
+    auto load_step = [&](int d0, int buf) {
+      T* Bs = ring + buf * SS;
+      stage_weight_rows<RMAX>(Bs, BP, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16, tid,
+                              kThreads);
+      if (c.live) warp_tile_io<T, kChunk / 8, true>(Bs + kChunk * BP + warp * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb,
+                                                     d0, lane);
+    };
+    const int nsteps = p.D_v / kChunk;
+    load_step(0, 0);
+    cp_async_commit();
+    for (int st = 0; st < nsteps; ++st) {
+      if (st + 1 < nsteps) load_step((st + 1) * kChunk, (st + 1) & 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+      __syncthreads();  // step st's B_vc rows (all threads' copies) visible
+      if (c.live) {
+        T* Bs = ring + (st & 1) * SS;
+        T* Os = Bs + kChunk * BP + warp * 16 * kPitch;
+        v_stage2_step<T, RB, kChunk / 16>(Bs, BP, Os, kPitch, af, c.r16, c.s, lane);
+        warp_tile_io<T, kChunk / 8, false>(Os, kPitch, p, c.h, c.ra, c.rb, st * kChunk, lane);
+      }
+      __syncthreads();  // buffer st&1 is refilled at step st+2
+    }
+    return;
+  }
+
+  // ---- stage 2, per warp (its own head): DC output columns per step ----
+  if (!c.live) return;  // no block-wide barrier follows
+  T* Bs = ring + warp * SM::kWarpElems;
+  T* Os = Bs + DC * SM::kBPitch;
   for (int d0 = 0; d0 < p.D_v; d0 += DC) {
     stage_weight_rows<RMAX>(Bs, SM::kBPitch, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, DC, DC, r, c.r16, lane, 32);
     warp_tile_io<T, DC / 8, true>(Os, SM::kOPitch, p, c.h, c.ra, c.rb, d0, lane);
     cp_async_commit();
     cp_async_wait<0>();
     __syncwarp();
-    float z[DC / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < DC / 8; ++nt) z[nt][0] = z[nt][1] = z[nt][2] = z[nt][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < RB; ++kk) {
-      if (kk * 16 < c.r16) {
-#pragma unroll
-        for (int np = 0; np < DC / 16; ++np) {
-          uint32_t b[4];
-          ldsm_x4(b, Bs + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * SM::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
-          Mma<T>::run(z[2 * np], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[0], b[1]);
-          Mma<T>::run(z[2 * np + 1], af[kk][0], af[kk][1], af[kk][2], af[kk][3], b[2], b[3]);
-        }
-      }
-    }
-    staged_epilogue<T, DC / 8>(Os, SM::kOPitch, lane, c.s, z);
+    v_stage2_step<T, RB, DC / 16>(Bs, SM::kBPitch, Os, SM::kOPitch, af, c.r16, c.s, lane);
     warp_tile_io<T, DC / 8, false>(Os, SM::kOPitch, p, c.h, c.ra, c.rb, d0, lane);
     __syncwarp();  // staging reused by the next step
   }
+}
+
+// ---- kernels -----------------------------------------------------------------------------
+template <typename T, int RMAX>
+__global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>())
+    fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  wait_for_prior_grid();
+  q_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y),
+                                        static_cast<int>(blockIdx.z)},
+                  smem_raw);
+}
+
+template <typename T, int RMAX>
+__global__ void __launch_bounds__(kThreads, v_min_blocks<RMAX>())
+    fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  wait_for_prior_grid();
+  v_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), 0, static_cast<int>(blockIdx.z)}, smem_raw);
+}
+
+// Both sides in one launch: blocks [0, q_blocks) are q blocks (tile fastest,
+// then column split, then head block), the rest v blocks. The two sides are
+// independent, so on small batches they run side by side instead of one
+// after the other; the smem size is the larger side's.
+template <typename T, int RMAX>
+__global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>() < v_min_blocks<RMAX>() ? q_min_blocks<RMAX>()
+                                                                                         : v_min_blocks<RMAX>())
+    fast_qv_kernel(const KParams pq, const KParams pv, const Geom gq, const Geom gv, const Plan v, int tiles,
+                   int nsplit, int q_blocks) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  wait_for_prior_grid();
+  const int b = static_cast<int>(blockIdx.x);
+  if (b < q_blocks)
+    q_body<T, RMAX>(pq, gq, v, BlockCoord{b % tiles, (b / tiles) % nsplit, b / (tiles * nsplit)}, smem_raw);
+  else
+    v_body<T, RMAX>(pv, gv, v, BlockCoord{(b - q_blocks) % tiles, 0, (b - q_blocks) / tiles}, smem_raw);
 }
 
 // ---- host side -------------------------------------------------------------------------
@@ -671,30 +858,6 @@ PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   pl.rows = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles) * static_cast<size_t>(tm));
   pl.bytes = off;
   return pl;
-}
-
-template <typename Kern>
-Status launch(Kern kern, dim3 grid, int threads, size_t smem, cudaStream_t stream, const KParams& p, const Geom& geo,
-              const Plan& plan) {
-  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
-  kern<<<grid, threads, smem, stream>>>(p, geo, plan);
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM fast kernel launch: ") + cudaGetErrorString(e));
-  return Status::Ok();
-}
-
-template <typename T, int RMAX>
-Status launch_side(const KParams& p, Side side, dim3 grid, const Geom& geo, const Plan& plan, cudaStream_t stream) {
-  if (side == Side::q)
-    return launch(fast_q_kernel<T, RMAX>, grid, kThreads, QSmem<RMAX>::bytes, stream, p, geo, plan);
-  return launch(fast_v_kernel<T, RMAX>, grid, kThreads, VSmem<RMAX>::bytes, stream, p, geo, plan);
-}
-
-template <typename T>
-Status launch_typed(const KParams& p, Side side, dim3 grid, const Geom& geo, const Plan& plan, cudaStream_t stream) {
-  if (p.r_max <= 32) return launch_side<T, 32>(p, side, grid, geo, plan, stream);
-  if (p.r_max <= 64) return launch_side<T, 64>(p, side, grid, geo, plan, stream);
-  return launch_side<T, 128>(p, side, grid, geo, plan, stream);
 }
 
 }  // namespace
@@ -773,22 +936,100 @@ Status run_plan(const KParams& p, const Prepared& pr, cudaStream_t stream) {
   return Status::Ok();
 }
 
-Status run_main(const KParams& p, DType dt, Side side, const Prepared& pr, cudaStream_t stream) {
-  if (pr.tiles <= 0) return Status::Ok();
-  const int head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
-  Geom geo = pr.geo;
-  int nsplit = 1;
+// Launch options, read from the environment on every call (experiments and
+// tests; the defaults are the measured best, optimized/PERF.md):
+//   MLALORA_FAST_QV=separate  q then v as two launches (default: both sides
+//                             in one launch; faster on every suite shape measured)
+//   MLALORA_FAST_PDL=0        plain launches instead of programmatic
+//                             dependent launch (plan -> main, q -> v)
+bool qv_separate() {
+  const char* e = std::getenv("MLALORA_FAST_QV");
+  return e != nullptr && std::strcmp(e, "separate") == 0;
+}
+bool pdl_enabled() {
+  const char* e = std::getenv("MLALORA_FAST_PDL");
+  return !(e != nullptr && std::strcmp(e, "0") == 0);
+}
+
+template <typename... KArgs, typename... Args>
+Status launch_kernel(void (*kern)(KArgs...), dim3 grid, size_t smem, bool pdl, cudaStream_t stream, Args... args) {
+  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
+  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM fast kernel launch: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+// Grid of one side: (tiles, q column splits, head blocks).
+struct SideGrid {
+  Geom geo;
+  int nsplit = 1, head_blocks = 1;
+  long long blocks(long long tiles) const { return tiles * nsplit * head_blocks; }
+};
+SideGrid side_grid(const KParams& p, Side side, const Prepared& pr) {
+  SideGrid g;
+  g.geo = pr.geo;
+  g.head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
   if (side == Side::q) {
     // Split the R_kv output columns over blocks until the grid fills the GPU
     // (decode latency); each split recomputes the cheap X @ B_kc.
     const long long target = 4LL * sm_count();
     const int chunks = p.R_kv / kChunk;
-    while (pr.tiles * head_blocks * nsplit < target && chunks % (2 * nsplit) == 0) nsplit *= 2;
-    geo.cols_per_block = p.R_kv / nsplit;
+    while (pr.tiles * g.head_blocks * g.nsplit < target && chunks % (2 * g.nsplit) == 0) g.nsplit *= 2;
+    g.geo.cols_per_block = p.R_kv / g.nsplit;
   }
-  const dim3 grid(static_cast<unsigned>(pr.tiles), static_cast<unsigned>(nsplit), static_cast<unsigned>(head_blocks));
-  if (dt == DType::bf16) return launch_typed<__nv_bfloat16>(p, side, grid, geo, pr.plan, stream);
-  if (dt == DType::f16) return launch_typed<__half>(p, side, grid, geo, pr.plan, stream);
+  return g;
+}
+
+// One side (pv or pq null), or both sides: in one q+v launch (unless
+// MLALORA_FAST_QV=separate or the flat grid would overflow), else q then v.
+template <typename T, int RMAX>
+Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cudaStream_t stream) {
+  const bool pdl = pdl_enabled();
+  SideGrid gq, gv;
+  if (pq != nullptr) gq = side_grid(*pq, Side::q, pr);
+  if (pv != nullptr) gv = side_grid(*pv, Side::v, pr);
+  if (pq != nullptr && pv != nullptr && !qv_separate()) {
+    const long long qb = gq.blocks(pr.tiles), total = qb + gv.blocks(pr.tiles);
+    if (total <= 0x7fffffffLL)
+      return launch_kernel(fast_qv_kernel<T, RMAX>, dim3(static_cast<unsigned>(total)), Ring<RMAX>::bytes, pdl,
+                           stream, *pq, *pv, gq.geo, gv.geo, pr.plan, static_cast<int>(pr.tiles), gq.nsplit,
+                           static_cast<int>(qb));
+  }
+  if (pq != nullptr)
+    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_q_kernel<T, RMAX>,
+                                          dim3(static_cast<unsigned>(pr.tiles), static_cast<unsigned>(gq.nsplit),
+                                               static_cast<unsigned>(gq.head_blocks)),
+                                          Ring<RMAX>::bytes, pdl, stream, *pq, gq.geo, pr.plan));
+  if (pv != nullptr)
+    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_v_kernel<T, RMAX>,
+                                          dim3(static_cast<unsigned>(pr.tiles), 1u,
+                                               static_cast<unsigned>(gv.head_blocks)),
+                                          Ring<RMAX>::bytes, pdl, stream, *pv, gv.geo, pr.plan));
+  return Status::Ok();
+}
+
+template <typename T>
+Status launch_typed(const KParams* pq, const KParams* pv, int r_max, const Prepared& pr, cudaStream_t stream) {
+  if (r_max <= 32) return launch_sides<T, 32>(pq, pv, pr, stream);
+  if (r_max <= 64) return launch_sides<T, 64>(pq, pv, pr, stream);
+  return launch_sides<T, 128>(pq, pv, pr, stream);
+}
+
+Status run_main(const KParams* pq, const KParams* pv, DType dt, const Prepared& pr, cudaStream_t stream) {
+  if (pr.tiles <= 0) return Status::Ok();
+  const int r_max = (pq != nullptr ? pq : pv)->r_max;
+  if (dt == DType::bf16) return launch_typed<__nv_bfloat16>(pq, pv, r_max, pr, stream);
+  if (dt == DType::f16) return launch_typed<__half>(pq, pv, r_max, pr, stream);
   return Status::NotSupported("SGMM fast path: f32");
 }
 
@@ -799,7 +1040,7 @@ Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side s
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
   MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
-  return run_main(p, dt, side, pr, stream);
+  return run_main(side == Side::q ? &p : nullptr, side == Side::v ? &p : nullptr, dt, pr, stream);
 }
 
 Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
@@ -809,8 +1050,7 @@ Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KPar
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, pq, workspace, workspace_bytes, &pr));
   MLALORA_RETURN_IF_ERROR(run_plan(pq, pr, stream));
-  MLALORA_RETURN_IF_ERROR(run_main(pq, dt, Side::q, pr, stream));
-  return run_main(pv, dt, Side::v, pr, stream);
+  return run_main(&pq, &pv, dt, pr, stream);
 }
 
 }  // namespace mlalora::optimized::detail

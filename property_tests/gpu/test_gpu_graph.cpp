@@ -136,6 +136,12 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
       {"decode", Dims{24, 16, 128, 128, 512, 4, 16}, 24, 2, 0},
       // r_max above the fused on-chip limit: lora_correction goes through the split path
       {"large rank", Dims{24, 2, 32, 16, 64, 2, 300}, 4, 12, 0},
+      // prefill-like: long segments of few slots, so the fast path's blocks
+      // hold one head and share its weights across their four warps
+      {"prefill", Dims{256, 4, 128, 128, 512, 2, 64}, 4, 128, 8},
+      // more than 1024 slots and (at full capacity) live segments: the fast
+      // path's tile plan keeps its per-slot and per-segment arrays in the workspace
+      {"many slots", Dims{1200, 2, 64, 64, 64, 1100, 16}, 1100, 2, 0},
   };
   const uint64_t seed = test::base_seed();
   // MLALORA_GRAPH_CONFIGS="name,name" runs only those configurations (the
@@ -149,8 +155,13 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
     }
     for (DType dt : kAllDTypes) {
       for (optimized::Path path : {optimized::Path::fused, optimized::Path::split}) {
+        // The fast path captures both sides as one q+v launch (default) or
+        // as q then v; the eager runs below are always one side per launch,
+        // so both launch forms are held to the same bits.
+        const char* qv = static_cast<int>(dt) % 2 == 0 ? "" : "separate";
+        test::ScopedEnv qv_env("MLALORA_FAST_QV", qv);
         INFO("config " << gc.name << ", dtype " << dtype_name(dt) << ", path " << optimized::path_name(path)
-                       << ", MLALORA_SEED=" << seed);
+                       << ", MLALORA_FAST_QV=" << (*qv ? qv : "(default)") << ", MLALORA_SEED=" << seed);
         std::mt19937_64 rng(seed * 31 + static_cast<uint64_t>(dt) * 7 + static_cast<uint64_t>(path) +
                             std::hash<std::string>{}(gc.name));
         const ProblemShape shape = make_shape(gc, dt);
