@@ -4,7 +4,7 @@
 # Runs `mlalora bench --impl cuda-fused` once per variant (each in its own
 # environment), writes $OUT/variant-<name>.h5 and .log, and prints one table:
 # graph-mode median microseconds per shape, one column per variant, plus the
-# byte floor. Example (the launch forms of the fused fast path):
+# byte floor. EXE=path in a variant runs another build of mlalora. Example (the launch forms of the fused fast path):
 #   scripts/bench_variants.sh datasets/suites/quick.txt "auto:" "fused:MLALORA_FAST_QV=fused" \
 #     "separate:MLALORA_FAST_QV=separate" "plain:MLALORA_FAST_QV=separate,MLALORA_FAST_PDL=0"
 set -uo pipefail
@@ -18,10 +18,16 @@ for v in "$@"; do
   name="${v%%:*}"; vars="${v#*:}"
   names+=("$name")
   envs=()
+  exe="$B/mlalora"
   IFS=',' read -ra kv <<<"$vars"
-  for e in "${kv[@]}"; do [ -n "$e" ] && envs+=("$e"); done
+  for e in "${kv[@]}"; do
+    case "$e" in
+      EXE=*) exe="${e#EXE=}" ;;  # another build of mlalora (compile-time variants)
+      ?*) envs+=("$e") ;;
+    esac
+  done
   s=$(date +%s)
-  env "${envs[@]}" "$B/mlalora" bench --suite "$SUITE" --impl cuda-fused --out "$OUT/variant-$name.h5" \
+  env "${envs[@]}" "$exe" bench --suite "$SUITE" --impl cuda-fused --out "$OUT/variant-$name.h5" \
     > "$OUT/variant-$name.log" 2>&1
   echo "[variant $name: ${vars:-defaults}] rc=$? $(( $(date +%s) - s ))s"
 done

@@ -1,27 +1,35 @@
 // The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
 // model-like shapes. Version 2 of the kernels; optimized/PERF.md has why.
 //
-// Two launches per side:
+// Two launches for both sides:
 //  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:
 //     segments of the same adapter, adjacent or not, become one run of rows,
 //     cut into tiles of TM rows (physical token rows, -1 for padding). One
 //     tile = one slot, so each block reads its slot's weights once for up to
 //     TM tokens, however the batch scatters that slot over one-token segments.
-//  2. fast_q_kernel / fast_v_kernel: block = (tile, head group, [q: output
-//     column range]); 4 warps, warp = (head, 16 tokens of the tile).
+//  2. fast_qv_kernel: q blocks and v blocks of one grid, so the two
+//     independent sides run side by side (MLALORA_FAST_QV=separate: q then v,
+//     fast_q_kernel / fast_v_kernel). Block = (tile, head group, [q: output
+//     column range]); 4 warps, warp = (head, 16 tokens of the tile). The main
+//     kernel is a programmatic dependent launch of the plan (its blocks wait
+//     in griddepcontrol.wait, not behind a kernel boundary).
+// Shared memory is one ring of (r_max + 64)-row slots, the same on both sides.
 //
 // q side, per warp: Y (16 x r) = X_h @ B_kc[h], X fragments straight from
-//   global (32-bit loads), B_kc streamed through a per-warp cp.async double
-//   buffer (KC rows of d) and read by ldmatrix.trans; Y masked to j < r and
-//   rounded to the act dtype IN REGISTERS (the C fragments are the next MMA's
-//   A fragments); then Z = Y @ A over 64-column chunks of A, which all four
-//   warps share through a cp.async double buffer; the old output chunk comes
-//   into a per-warp staging tile by cp.async (coalesced 16-byte), the epilogue
-//   out = round(fmaf(s, z, out)) runs on that tile, and 16-byte stores write it back.
+//   global (32-bit loads, all of a staged step issued before its wait), B_kc
+//   staged by cp.async into the ring slots stage 2 does not prefetch (the
+//   split that needs the fewest staged steps; often all of B_kc at once) and
+//   read by ldmatrix.trans; when the block's warps share one head (hg == 1),
+//   B_kc is staged once per block. Y masked to j < r and rounded to the act
+//   dtype IN REGISTERS (the C fragments are the next MMA's A fragments); then
+//   Z = Y @ A over 64-column chunks, A chunk + the four warps' old output
+//   chunks per ring slot (cp.async, coalesced 16-byte); the epilogue
+//   out = round(fmaf(s, z, out)) runs on the staged tile, 16-byte stores write it back.
 // v side: Y = X_h @ A^T with X (64 rows of the block) and A (r rows) streamed
-//   through a cp.async multistage ring in 64-column slices of R_kv (ldmatrix);
-//   then the ring becomes per-warp staging: B_vc (DC rows of d) and the old
-//   output tile by cp.async, Z = Y @ B_vc[h]^T by ldmatrix, same epilogue.
+//   through the ring in 64-column slices of R_kv (ldmatrix); then the ring
+//   becomes stage-2 staging: per warp B_vc (64 rows of d) and the output tile,
+//   or, for one-head blocks, a block-wide double buffer of B_vc rows plus the
+//   four output tiles; Z = Y @ B_vc[h]^T by ldmatrix, same epilogue.
 // All global traffic of the main kernels is 16-byte cp.async / stores except
 // the q side's X fragments (D_qk per row, the smallest input).
 // Rounding: identical to the other kernel families (fp32 accumulation, Y
@@ -30,9 +38,9 @@
 // read (zero-filled) and Y at j >= r is set to zero before stage 2, so NaN/Inf
 // inputs cannot leak through padded columns.
 // Eligibility (fast_eligible): bf16/f16, r_max <= 128, D_qk % 16 == 0 (q),
-// R_kv % 64 == 0, D_v % 64 == 0 (v); activations and A 16-byte aligned with
-// outer strides in multiples of 8 elements, B 4-byte aligned with even strides
-// (so r_max must be even for a contiguous B). Anything else runs the general kernels.
+// R_kv % 64 == 0, D_v % 64 == 0 (v); activations, A and B 16-byte aligned
+// with outer strides in multiples of 8 elements (so a contiguous B needs
+// r_max % 8 == 0). Anything else runs the general kernels.
 // Garbage index data: the plan applies the same segment filter as the other
 // kernels (sgmm_common.cuh) and clamps every index it writes, so the main
 // kernels only ever see in-range rows and slots.
@@ -592,7 +600,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
 // block) plus the four warps' output tiles.
 template <int RMAX>
 struct VSmem {
-  static constexpr int kStages = Ring<RMAX>::kStages;
+  static constexpr int kStages = Ring<RMAX>::kStages;  // 3 instead of 4 measured the same (PERF.md, v2.7)
   static constexpr int kStageElems = Ring<RMAX>::kSlotElems;
   static constexpr int kRingElems = Ring<RMAX>::kElems;
   static constexpr int DC = kChunk;  // per-warp stage-2 output columns per step
