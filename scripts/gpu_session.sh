@@ -19,7 +19,8 @@ CASES="${2:-2000}"
 SUITE="${3:-smoke}"
 # Steps, comma-separated: tests, verify, bench, memcheck, sanitizer (racecheck +
 # initcheck + synccheck over every test, one cap per tool), racecheck (split by
-# test and graph configuration, longer caps: about 10 minutes), or "all". One
+# test and graph configuration, longer caps: about 10 minutes), fastsan (the
+# three tools on the fast-path tests only), or "all". One
 # 10-minute device call holds about tests+verify+memcheck, another
 # bench+sanitizer (h200 suite), a third racecheck.
 STEPS="${4:-tests,verify,memcheck,sanitizer,bench}"
@@ -69,6 +70,13 @@ if step racecheck; then
       bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT/$name" "$filter"
   done
 fi
+# fastsan: racecheck, initcheck and synccheck on the tests that run the fused
+# fast path (its property suite, the index tests, graph replays of the
+# fast-path configurations), each tool capped at 150 s: about 8 minutes.
+step fastsan && run fastsan 480 env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 \
+  MLALORA_GRAPH_CONFIGS="model dims,decode,prefill,many slots" MLALORA_SANITIZER_TOOLS="racecheck initcheck synccheck" \
+  MLALORA_SANITIZER_TOOL_TIMEOUT=150 bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT/fastsan" \
+  "[fast],[index],CUDA graph: one capture*"
 unset MLALORA_GRAPH_REPLAYS
 step bench && run bench 330 "$B/mlalora" bench --suite "$SUITE" --impl "$IMPLS" --out "$OUT/bench-$SUITE.h5"
 cuobjdump --dump-sass "$B/mlalora_gpu_tests" > /tmp/sass.txt 2>/dev/null &&
@@ -77,6 +85,7 @@ step tests && { echo "== gpu tests"; grep -E "passed .*/|FAILED|test cases|asser
 step verify && { echo "== verify"; tail -6 "$OUT/verify.log"; }
 step memcheck && { echo "== memcheck"; tail -3 "$OUT/memcheck.log"; }
 step sanitizer && { echo "== sanitizer"; tail -5 "$OUT/sanitizer.log"; }
+step fastsan && { echo "== fast-path sanitizers"; cat "$OUT/fastsan.log"; grep -h -E "SUMMARY|test cases" "$OUT"/fastsan/*.log; }
 step racecheck && { echo "== racecheck (split)"; for d in rc-suites rc-tiles rc-graph-a rc-graph-b rc-graph-c; do echo "$d: $(tail -1 "$OUT/$d.log")"; done; }
 step bench && { echo "== bench"; grep -A80 "^copy bandwidth .* fraction" "$OUT/bench.log" | grep -v " stream " | cut -c1-118; }
 for k in "${!rc[@]}"; do echo "$k rc=${rc[$k]}"; done
