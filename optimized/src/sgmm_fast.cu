@@ -7,7 +7,7 @@
 //     cut into tiles of TM rows (physical token rows, -1 for padding). One
 //     tile = one slot, so each block reads its slot's weights once for up to
 //     TM tokens, however the batch scatters that slot over one-token segments.
-//  2. fast_qv_kernel: v blocks and q blocks of one grid, so the two
+//  2. fast_qv_kernel: q blocks and v blocks of one grid, so the two
 //     independent sides run side by side (MLALORA_FAST_QV=separate: q then v,
 //     fast_q_kernel / fast_v_kernel). Block = (tile, head group, [q: output
 //     column range]); 4 warps, warp = (head, 16 tokens of the tile). The main
@@ -792,27 +792,22 @@ __global__ void __launch_bounds__(kThreads, v_min_blocks<RMAX>())
   v_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), 0, static_cast<int>(blockIdx.z)}, smem_raw);
 }
 
-// Both sides in one launch: blocks [0, v_blocks) are v blocks (tile fastest,
-// then head block), the rest q blocks (tile fastest, then column split, then
-// head block). The two sides are independent, so they run side by side
-// instead of one after the other; the v side comes first because its blocks
-// are fewer and longer (R_kv-deep stage 1): placed last, they waited for q
-// blocks to retire whenever the grid exceeded one wave (T=1 decode at r=128:
-// 288 blocks, 264 resident). Shared memory: the common ring.
+// Both sides in one launch: blocks [0, q_blocks) are q blocks (tile fastest,
+// then column split, then head block), the rest v blocks. The two sides are
+// independent, so on small batches they run side by side instead of one
+// after the other; the smem size is the larger side's.
 template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>() < v_min_blocks<RMAX>() ? q_min_blocks<RMAX>()
                                                                                          : v_min_blocks<RMAX>())
     fast_qv_kernel(const KParams pq, const KParams pv, const Geom gq, const Geom gv, const Plan v, int tiles,
-                   int nsplit, int v_blocks) {
+                   int nsplit, int q_blocks) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   wait_for_prior_grid();
   const int b = static_cast<int>(blockIdx.x);
-  if (b < v_blocks) {
-    v_body<T, RMAX>(pv, gv, v, BlockCoord{b % tiles, 0, b / tiles}, smem_raw);
-  } else {
-    const int k = b - v_blocks;
-    q_body<T, RMAX>(pq, gq, v, BlockCoord{k % tiles, (k / tiles) % nsplit, k / (tiles * nsplit)}, smem_raw);
-  }
+  if (b < q_blocks)
+    q_body<T, RMAX>(pq, gq, v, BlockCoord{b % tiles, (b / tiles) % nsplit, b / (tiles * nsplit)}, smem_raw);
+  else
+    v_body<T, RMAX>(pv, gv, v, BlockCoord{(b - q_blocks) % tiles, 0, (b - q_blocks) / tiles}, smem_raw);
 }
 
 // ---- host side -------------------------------------------------------------------------
@@ -1012,11 +1007,11 @@ Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cu
   if (pq != nullptr) gq = side_grid(*pq, Side::q, pr);
   if (pv != nullptr) gv = side_grid(*pv, Side::v, pr);
   if (pq != nullptr && pv != nullptr && !qv_separate()) {
-    const long long vb = gv.blocks(pr.tiles), total = gq.blocks(pr.tiles) + vb;
+    const long long qb = gq.blocks(pr.tiles), total = qb + gv.blocks(pr.tiles);
     if (total <= 0x7fffffffLL)
       return launch_kernel(fast_qv_kernel<T, RMAX>, dim3(static_cast<unsigned>(total)), Ring<RMAX>::bytes, pdl,
                            stream, *pq, *pv, gq.geo, gv.geo, pr.plan, static_cast<int>(pr.tiles), gq.nsplit,
-                           static_cast<int>(vb));
+                           static_cast<int>(qb));
   }
   if (pq != nullptr)
     MLALORA_RETURN_IF_ERROR(launch_kernel(fast_q_kernel<T, RMAX>,
