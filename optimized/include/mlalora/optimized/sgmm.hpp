@@ -109,10 +109,12 @@ const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& arg
 Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
                        size_t workspace_bytes, cudaStream_t stream);
 
-// Both sides in one call (q then v, same stream): what a serving engine calls
-// once per layer. The fused fast path builds its tile plan once for both
-// sides (one launch fewer than two lora_correction calls); otherwise it is
-// exactly the two calls. Workspace: workspace_size_both (the larger side's).
+// Both sides in one call (same stream): what a serving engine calls once per
+// layer. The fused fast path builds its tile plan once for both sides and
+// runs them in one launch (two launches in all, against four for two
+// lora_correction calls; MLALORA_FAST_QV=separate runs q then v); otherwise
+// it is exactly the two calls, q then v. Results are bitwise those of the two
+// calls. Workspace: workspace_size_both (the larger side's).
 size_t workspace_size_both(const ProblemShape& shape, Path path);
 Status lora_correction_both(const ProblemShape& shape, const DeviceArgs& args, Path path, void* workspace,
                             size_t workspace_bytes, cudaStream_t stream);
