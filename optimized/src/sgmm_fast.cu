@@ -794,8 +794,10 @@ __global__ void __launch_bounds__(kThreads, v_min_blocks<RMAX>())
 
 // Both sides in one launch: blocks [0, q_blocks) are q blocks (tile fastest,
 // then column split, then head block), the rest v blocks. The two sides are
-// independent, so on small batches they run side by side instead of one
-// after the other; the smem size is the larger side's.
+// independent, so they run side by side instead of one after the other
+// (faster on every suite shape measured; PERF.md, version 3). Shared memory:
+// the common ring. Putting the v blocks first was measured and reverted
+// (PERF.md, v3.3).
 template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>() < v_min_blocks<RMAX>() ? q_min_blocks<RMAX>()
                                                                                          : v_min_blocks<RMAX>())
