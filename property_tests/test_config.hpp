@@ -25,6 +25,12 @@ inline int env_int(const char* name, int fallback) {
 
 inline int case_count() { return env_int("MLALORA_CASES", 100); }
 
+// Where GPU tests write reproducers of failing cases (MLALORA_DUMP_DIR).
+inline std::string gpu_dump_dir() {
+  if (const char* d = std::getenv("MLALORA_DUMP_DIR")) return d;
+  return "gpu-failures";
+}
+
 // Sets an environment variable for one scope ("" unsets it) and restores the
 // previous value: library knobs read per call (MLALORA_FAST_QV, ...) that a
 // test cycles through. Tests are single-threaded.

@@ -40,11 +40,6 @@ bool one_head_blocks(const ProblemShape& s) {
   return s.dims.S / slots >= 48;
 }
 
-std::string dump_dir() {
-  if (const char* d = std::getenv("MLALORA_DUMP_DIR")) return d;
-  return "gpu-failures";
-}
-
 }  // namespace
 
 TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fast]") {
@@ -88,7 +83,7 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       if (f) {
         ++failures;
         std::string why_dump;
-        std::string path = harness::dump_reproducer(dump_dir(), tb, o, got, &why_dump);
+        std::string path = harness::dump_reproducer(test::gpu_dump_dir(), tb, o, got, &why_dump);
         std::ostringstream cs;
         cs << c;
         FAIL_CHECK("cuda-fused (fast path) " << dtype_name(dt) << " case " << i << " (sample_case seed " << case_seed

@@ -20,11 +20,6 @@ namespace {
 
 const char* kGpuImpls[] = {"cuda-fused", "cuda-split", "cublas-naive"};
 
-std::string dump_dir() {
-  if (const char* d = std::getenv("MLALORA_DUMP_DIR")) return d;
-  return "gpu-failures";
-}
-
 }  // namespace
 
 TEST_CASE("GPU implementations pass the property suite in every dtype", "[gpu]") {
@@ -70,7 +65,7 @@ TEST_CASE("GPU implementations pass the property suite in every dtype", "[gpu]")
         if (f) {
           ++failures;
           std::string why_dump;
-          std::string path = harness::dump_reproducer(dump_dir(), tb, o, got, &why_dump);
+          std::string path = harness::dump_reproducer(test::gpu_dump_dir(), tb, o, got, &why_dump);
           std::ostringstream cs;
           cs << c;
           FAIL_CHECK(impls[k]->name() << " " << dtype_name(dt) << " case " << i << " (sample_case seed " << case_seed
