@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "skip_without_gpu.hpp"
 #include "impl_properties.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
 #include "mlalora/harness/testbed.hpp"
@@ -43,11 +44,7 @@ bool one_head_blocks(const ProblemShape& s) {
 }  // namespace
 
 TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fast]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   const int cases = test::env_int("MLALORA_GPU_CASES", 2000);
   const uint64_t seed = test::base_seed();
   std::printf("GPU fast-path suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);

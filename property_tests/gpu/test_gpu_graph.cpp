@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "skip_without_gpu.hpp"
 #include "mlalora/harness/generators.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
 #include "mlalora/harness/testbed.hpp"
@@ -122,11 +123,7 @@ struct GraphGuard {
 }  // namespace
 
 TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gpu][graph]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   const GraphConfig configs[] = {
       // dims that are multiples of no tile; padded outer strides
       {"odd dims", Dims{45, 3, 17, 9, 130, 4, 20}, 6, 16, 3},
@@ -241,11 +238,7 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
 }
 
 TEST_CASE("CUDA graph: launch geometry does not depend on the live batch", "[gpu][graph]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   // Capture with zero live segments, then replay a full batch: the captured
   // grid must already cover every tile a full batch can have.
   const GraphConfig gc{"empty capture", Dims{64, 2, 128, 128, 512, 2, 32}, 4, 64, 0};
@@ -347,11 +340,7 @@ Problem problem_with_segments(const Dims& d, DType dt, int64_t cap, int64_t max_
 // 64 tokens x 1 head, 32 x 2, 4 x 16, 1 x 64), which the small graph cases
 // above never reach, at model head dims and ranks up to 128.
 TEST_CASE("large batches: every 64-row tile shape against the reference", "[gpu][tiles]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   struct Cfg {
     const char* name;
     Dims dims;

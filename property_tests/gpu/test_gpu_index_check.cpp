@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "skip_without_gpu.hpp"
 #include "mlalora/harness/generators.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
 #include "mlalora/optimized/sgmm.hpp"
@@ -53,11 +54,7 @@ struct Mutation {
 }  // namespace
 
 TEST_CASE("check_index_data reports the first bad entry, like the host validation", "[gpu][index]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const Mutation mutations[] = {
       {"valid", [](Problem&) {}},
@@ -157,11 +154,7 @@ int32_t pick(std::mt19937_64& rng, const std::vector<int32_t>& choices) {
 }  // namespace
 
 TEST_CASE("kernels on garbage index data stay in bounds and write only processable segments", "[gpu][index]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   struct Cfg {
     const char* name;
     Dims dims;

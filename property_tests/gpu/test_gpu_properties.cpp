@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "skip_without_gpu.hpp"
 #include "impl_properties.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
 #include "mlalora/harness/testbed.hpp"
@@ -23,11 +24,7 @@ const char* kGpuImpls[] = {"cuda-fused", "cuda-split", "cublas-naive"};
 }  // namespace
 
 TEST_CASE("GPU implementations pass the property suite in every dtype", "[gpu]") {
-  std::string why;
-  if (!harness::gpu_available(&why)) {
-    WARN("SKIPPED: no GPU: " << why);
-    return;
-  }
+  MLALORA_SKIP_WITHOUT_GPU();
   const int cases = test::env_int("MLALORA_GPU_CASES", 2000);
   const uint64_t seed = test::base_seed();
   std::printf("GPU property suite: %d cases per dtype per implementation, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
