@@ -161,6 +161,8 @@ size_t workspace_size(const ProblemShape& shape, Path path, Side side) {
   return detail::fast_workspace_size(shape, side);
 }
 
+FastPathLayout fast_path_layout(const ProblemShape& shape) { return detail::fast_layout(shape); }
+
 const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& args, Side side) {
   if (split_needed(shape, Path::fused)) return "split";
   const KParams p = make_params(shape, args, side);

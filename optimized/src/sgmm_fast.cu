@@ -1,7 +1,7 @@
 // The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
 // model-like shapes. Version 2 of the kernels; optimized/PERF.md has why.
 //
-// Two launches for both sides:
+// Two launches for both sides (one with direct tiling, see choose_direct):
 //  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:
 //     segments of the same adapter, adjacent or not, become one run of rows,
 //     cut into tiles of TM rows (physical token rows, -1 for padding). One
@@ -83,6 +83,7 @@ struct Plan {
                                               // entry); entries past a slot's row count are unwritten
   int max_tiles = 0;
   int tm = 16;
+  int direct = 0;  // 1: no plan; each block finds its (segment, token block) itself (find_tile)
 };
 
 struct Geom {
@@ -339,8 +340,29 @@ __device__ __forceinline__ int tile_row(const Plan& v, const Geom& geo, int tile
 struct BlockCoord {
   int tile, split, head_block;
 };
+// Direct tiling (no plan): tiles are (segment, block of geo.tm tokens) in
+// segment order, found by every block from the index data (find_tile: one
+// block scan over the live segments, p.M_T == geo.tm). Same segment filter
+// and row checks as the plan.
+__device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& geo, const BlockCoord& at, TileCtx& c) {
+  __shared__ TileInfo info;
+  if (!find_tile<kThreads>(p, at.tile, &info)) return false;
+  c.slot = info.slot;
+  c.r = info.rank;
+  c.r16 = (c.r + 15) & ~15;
+  c.s = info.scale;
+  const int warp = static_cast<int>(threadIdx.x) >> 5, g = (static_cast<int>(threadIdx.x) & 31) >> 2;
+  c.h = at.head_block * geo.hg + warp / geo.ts;
+  const int sub = (warp % geo.ts) * 16;
+  const bool head_ok = c.h < p.H;
+  c.ra = head_ok && sub + g < info.tok_count ? physical_row(p, info.tok_begin + sub + g) : -1;
+  c.rb = head_ok && sub + g + 8 < info.tok_count ? physical_row(p, info.tok_begin + sub + g + 8) : -1;
+  c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
+  return true;
+}
 __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
                                          TileCtx& c) {
+  if (v.direct) return tile_ctx_direct(p, geo, at, c);
   const int tile = at.tile, head_block = at.head_block;
   if (tile >= __ldg(v.num_tiles)) return false;
   c.slot = __ldg(v.tile_slot + tile);
@@ -840,6 +862,30 @@ Geom choose_geom(int S, int H, int L, long long capacity) {
   return g;
 }
 
+// Tiling of a call, from the shape only (graph-safe):
+//  plan:   the plan kernel groups rows by slot (decode: one-token segments
+//          of a few adapters share a tile and its weight reads);
+//  direct: no plan kernel; tiles are (segment, tm tokens) and every block
+//          finds its own (find_tile). Saves the plan's launch and its
+//          completion wait (5-8 us, PERF.md), loses only the merging of
+//          same-slot segments, which does not matter when segments are long
+//          (prefill, chunked: >= 32 tokens each on average) or the batch is
+//          one tile high (S <= 16). Few segments keep find_tile's scan short.
+// MLALORA_FAST_TILING=plan|direct forces one (tests, A/B runs).
+constexpr long long kDirectMaxSegments = 256;
+bool choose_direct(long long S, long long capacity) {
+  const char* e = std::getenv("MLALORA_FAST_TILING");
+  if (e != nullptr && std::strcmp(e, "plan") == 0) return false;
+  if (e != nullptr && std::strcmp(e, "direct") == 0) return true;
+  return capacity <= kDirectMaxSegments && (S <= 16 || S >= 32 * capacity);
+}
+// The geometry of a call: per slot (plan) or per segment (direct).
+Geom choose_layout(long long S, int H, int L, long long capacity, bool direct) {
+  return direct ? choose_geom(static_cast<int>(S), H, static_cast<int>(std::min<long long>(capacity, 1LL << 30)),
+                              capacity)
+                : choose_geom(static_cast<int>(S), H, L, capacity);
+}
+
 long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
   if (S <= 0 || nseg <= 0 || max_seg_len <= 0) return 0;
   const long long a = nseg * ((static_cast<long long>(max_seg_len) + tm - 1) / tm);
@@ -883,11 +929,24 @@ bool fast_dims_eligible(const ProblemShape& shape, Side side) {
 size_t fast_workspace_size(const ProblemShape& shape, Side side) {
   if (!fast_dims_eligible(shape, side)) return 0;
   const Dims& d = shape.dims;
+  // Direct tiling needs no workspace, but the size must not depend on the
+  // environment (a graph captured under one setting, sized under another),
+  // so it is always the plan's.
   const Geom geo = choose_geom(static_cast<int>(d.S), static_cast<int>(d.H), static_cast<int>(d.L),
                                shape.segment_capacity);
   const long long mt = max_tiles_for(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
                                      static_cast<int>(shape.max_segment_len), geo.tm);
   return plan_layout(static_cast<int>(d.L), shape.segment_capacity, mt, geo.tm).bytes;
+}
+
+FastPathLayout fast_layout(const ProblemShape& shape) {
+  const Dims& d = shape.dims;
+  FastPathLayout f;
+  f.direct = choose_direct(d.S, shape.segment_capacity);
+  const Geom g = choose_layout(d.S, static_cast<int>(d.H), static_cast<int>(d.L), shape.segment_capacity, f.direct);
+  f.heads_per_block = g.hg;
+  f.tile_tokens = g.tm;
+  return f;
 }
 
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side) {
@@ -909,7 +968,7 @@ struct Prepared {
 };
 
 Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes, Prepared* out) {
-  const Geom base = choose_geom(p.S, p.H, p.L, shape.segment_capacity);
+  const Geom base = choose_layout(p.S, p.H, p.L, shape.segment_capacity, false);
   const long long mt_ws = max_tiles_for(p.S, p.L, shape.segment_capacity, p.max_seg_len, base.tm);
   const PlanLayout pl = plan_layout(p.L, shape.segment_capacity, mt_ws, base.tm);
   if (workspace == nullptr || workspace_bytes < pl.bytes)
@@ -917,6 +976,19 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
                   "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(pl.bytes) +
                       " needed by the fused fast path's tile plan"};
   if (mt_ws > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
+  // The workspace is checked in both tilings: its size is the plan's
+  // whatever the environment says (fast_workspace_size).
+  if (choose_direct(p.S, shape.segment_capacity)) {
+    out->geo = choose_layout(p.S, p.H, p.L, shape.segment_capacity, true);
+    out->plan = Plan{};
+    out->plan.direct = 1;
+    out->plan.tm = out->geo.tm;
+    KParams t = p;
+    t.M_T = out->geo.tm;
+    out->tiles = tile_slots(t);  // host mode: bounded by the host live count
+    if (out->tiles > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
+    return Status::Ok();
+  }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   Plan& plan = out->plan;
   plan.slot_count = reinterpret_cast<unsigned long long*>(ws + pl.count);
@@ -939,7 +1011,7 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
 }
 
 Status run_plan(const KParams& p, const Prepared& pr, cudaStream_t stream) {
-  if (pr.tiles <= 0) return Status::Ok();
+  if (pr.tiles <= 0 || pr.plan.direct) return Status::Ok();
   plan_kernel<<<1, kPlanThreads, 0, stream>>>(p, pr.plan);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM plan kernel launch: ") + cudaGetErrorString(e));
@@ -959,6 +1031,14 @@ bool qv_separate() {
 bool pdl_enabled() {
   const char* e = std::getenv("MLALORA_FAST_PDL");
   return !(e != nullptr && std::strcmp(e, "0") == 0);
+}
+
+// MLALORA_FAST_Q_BLOCKS_PER_SM=N: the q side splits its output columns
+// until the grid has N blocks per SM (default 4; A/B runs only).
+int q_blocks_per_sm() {
+  const char* e = std::getenv("MLALORA_FAST_Q_BLOCKS_PER_SM");
+  const int n = e != nullptr ? std::atoi(e) : 0;
+  return n >= 1 && n <= 64 ? n : 4;
 }
 
 template <typename... KArgs, typename... Args>
@@ -992,7 +1072,7 @@ SideGrid side_grid(const KParams& p, Side side, const Prepared& pr) {
   if (side == Side::q) {
     // Split the R_kv output columns over blocks until the grid fills the GPU
     // (decode latency); each split recomputes the cheap X @ B_kc.
-    const long long target = 4LL * sm_count();
+    const long long target = static_cast<long long>(q_blocks_per_sm()) * sm_count();
     const int chunks = p.R_kv / kChunk;
     while (pr.tiles * g.head_blocks * g.nsplit < target && chunks % (2 * g.nsplit) == 0) g.nsplit *= 2;
     g.geo.cols_per_block = p.R_kv / g.nsplit;
@@ -1050,7 +1130,9 @@ Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side s
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
   MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
-  return run_main(side == Side::q ? &p : nullptr, side == Side::v ? &p : nullptr, dt, pr, stream);
+  KParams k = p;
+  k.M_T = pr.geo.tm;  // find_tile's tile height (direct tiling)
+  return run_main(side == Side::q ? &k : nullptr, side == Side::v ? &k : nullptr, dt, pr, stream);
 }
 
 Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
@@ -1060,7 +1142,9 @@ Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KPar
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, pq, workspace, workspace_bytes, &pr));
   MLALORA_RETURN_IF_ERROR(run_plan(pq, pr, stream));
-  return run_main(&pq, &pv, dt, pr, stream);
+  KParams kq = pq, kv = pv;
+  kq.M_T = kv.M_T = pr.geo.tm;  // find_tile's tile height (direct tiling)
+  return run_main(&kq, &kv, dt, pr, stream);
 }
 
 }  // namespace mlalora::optimized::detail

@@ -5,12 +5,15 @@
 
 #include <cstddef>
 
+#include "mlalora/optimized/sgmm.hpp"
 #include "sgmm_kernels.hpp"
 
 namespace mlalora::optimized::detail {
 
 // Dims/dtype part of the eligibility (decides the workspace; shape only).
 bool fast_dims_eligible(const ProblemShape& shape, Side side);
+// Tiling and block geometry the fast path picks for the shape.
+FastPathLayout fast_layout(const ProblemShape& shape);
 // Full eligibility: dims plus 16-byte pointer alignment and strides in multiples of 8.
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side);
 // Workspace bytes of the tile plan (0 when the shape is not eligible).

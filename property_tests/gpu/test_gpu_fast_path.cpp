@@ -33,14 +33,6 @@ std::string family_of(const ProblemShape& s, Side side) {
   return optimized::fused_kernel_family(s, a, side);
 }
 
-// Whether the fast path's blocks hold one head (four 16-token sub-tiles
-// sharing its weights): about 48 or more tokens per slot. Mirrors
-// choose_geom in sgmm_fast.cu; only counted, so a drift shows as a count of 0.
-bool one_head_blocks(const ProblemShape& s) {
-  const int64_t slots = std::max<int64_t>(1, std::min<int64_t>(s.dims.L, s.segment_capacity));
-  return s.dims.S / slots >= 48;
-}
-
 }  // namespace
 
 TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fast]") {
@@ -54,7 +46,7 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
     harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
     cfg.dtypes = {dt};
     cfg.inject_nonfinite = true;
-    int64_t passed = 0, fast_q = 0, fast_v = 0, failures = 0, rows = 0, one_head = 0;
+    int64_t passed = 0, fast_q = 0, fast_v = 0, failures = 0, rows = 0, one_head = 0, direct = 0;
     double worst = 0;
     for (int i = 0; i < cases; ++i) {
       const uint64_t case_seed = seed * 7919ULL + static_cast<uint64_t>(i) + 104729ULL * static_cast<uint64_t>(dt);
@@ -63,7 +55,12 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       // then v; every fourth case without programmatic dependent launch.
       test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
       test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
-      one_head += one_head_blocks(c.problem.shape);
+      // Tiling cycles too: the shape's own choice, then direct (no plan
+      // kernel) and plan forced, so both tilings see every kind of batch.
+      test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
+      const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
+      one_head += layout.heads_per_block == 1;
+      direct += layout.direct;
       fast_q += family_of(c.problem.shape, Side::q) == "fast";
       fast_v += family_of(c.problem.shape, Side::v) == "fast";
       rows += c.problem.covered_rows();
@@ -93,12 +90,18 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       }
     }
     std::printf("  cuda-fused %-4s fast path: passed %5" PRId64 " / %d (fast kernels: q %" PRId64 ", v %" PRId64
-                "; %" PRId64 " covered rows; %" PRId64 " with one-head blocks)  max err/bound %.3g\n",
-                dtype_name(dt), passed, cases, fast_q, fast_v, rows, one_head, worst);
+                "; %" PRId64 " covered rows; %" PRId64 " with one-head blocks, %" PRId64
+                " with direct tiling)  max err/bound %.3g\n",
+                dtype_name(dt), passed, cases, fast_q, fast_v, rows, one_head, direct, worst);
     CHECK(passed == cases);
     // The generator only makes shapes the fast path takes: a silent fallback
     // to the general kernels would make this suite test the wrong kernels.
     CHECK(fast_q == cases);
     CHECK(fast_v == cases);
+    // Both tilings and both block shapes ran (a third of the cases force each tiling).
+    if (cases >= 6) {
+      CHECK(direct >= cases / 3);
+      CHECK(direct <= cases - cases / 3);
+    }
   }
 }

@@ -165,8 +165,13 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
         // so both launch forms are held to the same bits.
         const char* qv = static_cast<int>(dt) % 2 == 0 ? "" : "separate";
         test::ScopedEnv qv_env("MLALORA_FAST_QV", qv);
+        // Tiling: the shape's choice in bf16 (plan, except "prefill": direct),
+        // direct forced in f16, so the device-side live count drives both.
+        const char* tiling = dt == DType::f16 ? "direct" : "";
+        test::ScopedEnv tiling_env("MLALORA_FAST_TILING", tiling);
         INFO("config " << gc.name << ", dtype " << dtype_name(dt) << ", path " << optimized::path_name(path)
-                       << ", MLALORA_FAST_QV=" << (*qv ? qv : "(default)") << ", MLALORA_SEED=" << seed);
+                       << ", MLALORA_FAST_QV=" << (*qv ? qv : "(default)")
+                       << ", MLALORA_FAST_TILING=" << (*tiling ? tiling : "(default)") << ", MLALORA_SEED=" << seed);
         std::mt19937_64 rng(seed * 31 + static_cast<uint64_t>(dt) * 7 + static_cast<uint64_t>(path) +
                             std::hash<std::string>{}(gc.name));
         const ProblemShape shape = make_shape(gc, dt);

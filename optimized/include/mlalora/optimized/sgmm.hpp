@@ -21,6 +21,8 @@
 //    same adapter need not be adjacent), then 4-warp tensor-core kernels run
 //    tiles of one slot, so each block reads its slot's weights once for up to
 //    64 tokens. Needs a workspace (the plan; workspace_size says how much).
+//    Shapes with long segments (prefill, chunked) or at most 16 rows skip
+//    the plan: each block finds its segment itself (fast_path_layout).
 //  - mma (sgmm_mma.cu): bf16/f16 tensor cores for every other shape with
 //    r_max <= 128, and the split path's steps.
 //  - generic (sgmm_generic.cu): f32, and bf16/f16 with r_max > 128 (fp32 FMA).
@@ -48,7 +50,8 @@
 // (segment, token tile) from the device index data; the fast path's plan
 // kernel writes the live tile count and tile list to the workspace and its
 // main kernels launch ceil(S/TM) + min(L, capacity) tiles (bounded likewise)
-// and exit past the live count.
+// and exit past the live count; without a plan (direct tiling) they launch
+// the mma kernels' bound with M_T = TM.
 //
 // Graph capture: call once eagerly before capturing (kernels needing more
 // than 48 KB of shared memory raise their limit with cudaFuncSetAttribute).
@@ -102,6 +105,18 @@ size_t workspace_size(const ProblemShape& shape, Path path, Side side);
 // (general tensor-core kernels), "generic" (fp32 FMA) or "split" (r_max above
 // the on-chip limit). For tests and reports; no device work.
 const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& args, Side side);
+
+// How the fast path tiles a batch of this shape (tests and reports; no
+// device work; MLALORA_FAST_TILING=plan|direct overrides the choice):
+// direct = no plan kernel (long segments or a batch of <= 16 rows: each
+// block finds its segment from the index data); heads_per_block = 1 means
+// the block's four warps are four 16-token sub-tiles of one head.
+struct FastPathLayout {
+  bool direct = false;
+  int heads_per_block = 0;
+  int tile_tokens = 0;
+};
+FastPathLayout fast_path_layout(const ProblemShape& shape);
 
 // out += s * (routing of SPEC) for one side. Host validation first: shape
 // (validate_shape), pointer non-null-ness and alignment, inner strides, dtype;
