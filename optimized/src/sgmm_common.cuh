@@ -102,6 +102,11 @@ __device__ __forceinline__ int live_segments(const KParams& p) {
 // Resolve tile number `tile` (block-uniform) into *info (shared memory).
 // Returns false (block-uniformly) when the tile slot is past the batch's
 // tiles. Must be called by all NT threads of the block.
+// Latency: the index loads of a chunk are issued for every g < capacity
+// before the live count is known (they stay inside the arrays, which hold
+// capacity entries) and the slot's rank and scale are loaded together, so a
+// block knows its tile after three dependent loads (count and segment
+// bounds, rank and scale, then the caller's permutation entries).
 template <int NT>
 __device__ bool find_tile(const KParams& p, long long tile, TileInfo* info) {
   using Scan = cub::BlockScan<long long, NT>;
@@ -112,21 +117,23 @@ __device__ bool find_tile(const KParams& p, long long tile, TileInfo* info) {
   if (threadIdx.x == 0) s_found = 0;
   __syncthreads();
   long long base = 0;
-  for (int c0 = 0; c0 < n; c0 += NT) {
+  for (int c0 = 0; c0 < p.capacity; c0 += NT) {
     const int g = c0 + static_cast<int>(threadIdx.x);
     long long cnt = 0;
     int b = 0, e = 0, wi = 0, rank = 0;
-    if (g < n) {
+    float scale = 0.f;
+    if (g < p.capacity) {  // not g < n: these loads do not wait for the live count
       b = __ldg(p.seg_indptr + g);
       e = __ldg(p.seg_indptr + g + 1);
       wi = __ldg(p.weight_indices + g);
-      bool ok = b >= 0 && e >= b && e <= p.S && (e - b) <= p.max_seg_len && wi >= 0 && wi < p.L;
-      if (ok) {
-        rank = __ldg(p.ranks + wi);
-        ok = rank >= 1 && rank <= p.r_max;
-      }
-      if (ok) cnt = (e - b + p.M_T - 1) / p.M_T;
     }
+    bool ok = g < n && b >= 0 && e >= b && e <= p.S && (e - b) <= p.max_seg_len && wi >= 0 && wi < p.L;
+    if (ok) {
+      rank = __ldg(p.ranks + wi);
+      scale = __ldg(p.scalings + wi);
+      ok = rank >= 1 && rank <= p.r_max;
+    }
+    if (ok) cnt = (e - b + p.M_T - 1) / p.M_T;
     long long incl;
     Scan(scan_tmp).InclusiveSum(cnt, incl);
     const long long excl = incl - cnt;
@@ -135,7 +142,7 @@ __device__ bool find_tile(const KParams& p, long long tile, TileInfo* info) {
       info->seg = g;
       info->slot = wi;
       info->rank = rank;
-      info->scale = __ldg(p.scalings + wi);
+      info->scale = scale;
       info->tok_begin = b + tb * p.M_T;
       const int rem = e - info->tok_begin;
       info->tok_count = rem < p.M_T ? rem : p.M_T;
@@ -144,6 +151,7 @@ __device__ bool find_tile(const KParams& p, long long tile, TileInfo* info) {
     if (threadIdx.x == NT - 1) s_chunk_total = incl;
     __syncthreads();
     if (s_found) return true;
+    if (c0 + NT >= n) return false;  // no live segment left
     base += s_chunk_total;
     if (tile < base) return false;  // cannot happen (tile would have been found); defensive
     __syncthreads();                // scan_tmp / s_chunk_total reuse

@@ -849,13 +849,57 @@ int sm_count() {
 bool aligned16(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; }
 bool stride_ok(long long s, long long extent) { return extent <= 1 || s % 8 == 0; }
 
+// MLALORA_FAST_GEOMETRY=v3: the block geometry of version 3 (q column
+// splits until 4 blocks per SM, no one-head blocks for one-tile batches),
+// to measure version 4's choices against in the same run.
+bool geometry_v3() {
+  const char* e = std::getenv("MLALORA_FAST_GEOMETRY");
+  return e != nullptr && std::strcmp(e, "v3") == 0;
+}
+
+// Blocks of the q+v kernel resident on one SM, asked of the occupancy
+// calculator once per ring size (without a GPU: what the launch bounds and
+// shared memory allow by design, r_max <= 32: 4 x 57 KB, <= 64: 3 x 76 KB,
+// 128: 2 x 85 KB of 228 KB; the r <= 32 case has under 1 KB to spare).
+template <int RMAX>
+int qv_blocks_per_sm() {
+  static const int n = [] {
+    const int by_design = RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2);
+    auto kern = fast_qv_kernel<__nv_bfloat16, RMAX>;
+    int b = 0;
+    if (!ensure_smem_limit(reinterpret_cast<const void*>(kern), Ring<RMAX>::bytes).ok() ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, kThreads, Ring<RMAX>::bytes) != cudaSuccess || b < 1) {
+      (void)cudaGetLastError();
+      return by_design;
+    }
+    return b;
+  }();
+  return n;
+}
+int blocks_per_sm(int r_max) {
+  return r_max <= 32 ? qv_blocks_per_sm<32>() : (r_max <= 64 ? qv_blocks_per_sm<64>() : qv_blocks_per_sm<128>());
+}
+long long one_wave(int r_max) { return static_cast<long long>(blocks_per_sm(r_max)) * sm_count(); }
+
 // Tile geometry from the shape only (graph-safe): how many tokens one slot
-// is expected to bring decides tile height vs heads per block.
-Geom choose_geom(int S, int H, int L, long long capacity) {
+// (plan) or one segment (direct: L = capacity) is expected to bring decides
+// tile height vs heads per block.
+Geom choose_geom(int S, int H, int L, long long capacity, int r_max) {
   Geom g;
   const long long slots = std::max<long long>(1, std::min<long long>(L, capacity));
   const long long per_slot = S / slots;
   g.hg = per_slot >= 48 ? 1 : (per_slot >= 24 ? 2 : 4);
+  // A batch one tile high (S <= 16): with four heads per block the v side
+  // has only H/4 blocks, each streaming all of A and four heads' B_vc (T=1
+  // at TP=8: 4 blocks). One head per block spreads that over H blocks;
+  // worth it while the q+v grid, q split 4 ways, still fits one wave
+  // (PERF.md, version 4: T=1 TP=8 r=128 21.5 -> 17.7 us; at TP=1 it is not).
+  if (S <= 16 && 5LL * H <= one_wave(r_max) && !geometry_v3()) g.hg = 1;
+  // MLALORA_FAST_HEADS_PER_BLOCK=1|2|4 forces the block shape (A/B runs).
+  if (const char* e = std::getenv("MLALORA_FAST_HEADS_PER_BLOCK")) {
+    const int f = std::atoi(e);
+    if (f == 1 || f == 2 || f == 4) g.hg = f;
+  }
   while (g.hg > 1 && g.hg > H) g.hg /= 2;
   g.ts = kWarps / g.hg;
   g.tm = 16 * g.ts;
@@ -880,10 +924,10 @@ bool choose_direct(long long S, long long capacity) {
   return capacity <= kDirectMaxSegments && (S <= 16 || S >= 32 * capacity);
 }
 // The geometry of a call: per slot (plan) or per segment (direct).
-Geom choose_layout(long long S, int H, int L, long long capacity, bool direct) {
+Geom choose_layout(long long S, int H, int L, long long capacity, int r_max, bool direct) {
   return direct ? choose_geom(static_cast<int>(S), H, static_cast<int>(std::min<long long>(capacity, 1LL << 30)),
-                              capacity)
-                : choose_geom(static_cast<int>(S), H, L, capacity);
+                              capacity, r_max)
+                : choose_geom(static_cast<int>(S), H, L, capacity, r_max);
 }
 
 long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
@@ -916,6 +960,16 @@ PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   return pl;
 }
 
+// Workspace of the plan for any block shape (tiles of 16, 32 or 64 rows):
+// the size a caller allocates must not depend on the geometry choice or on
+// the A/B knobs (a graph sized under one setting, captured under another).
+size_t plan_bytes_any_geometry(int S, int L, long long capacity, int max_seg_len) {
+  size_t m = 0;
+  for (int tm : {16, 32, 64})
+    m = std::max(m, plan_layout(L, capacity, max_tiles_for(S, L, capacity, max_seg_len, tm), tm).bytes);
+  return m;
+}
+
 }  // namespace
 
 bool fast_dims_eligible(const ProblemShape& shape, Side side) {
@@ -930,20 +984,17 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
   if (!fast_dims_eligible(shape, side)) return 0;
   const Dims& d = shape.dims;
   // Direct tiling needs no workspace, but the size must not depend on the
-  // environment (a graph captured under one setting, sized under another),
-  // so it is always the plan's.
-  const Geom geo = choose_geom(static_cast<int>(d.S), static_cast<int>(d.H), static_cast<int>(d.L),
-                               shape.segment_capacity);
-  const long long mt = max_tiles_for(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
-                                     static_cast<int>(shape.max_segment_len), geo.tm);
-  return plan_layout(static_cast<int>(d.L), shape.segment_capacity, mt, geo.tm).bytes;
+  // tiling either (same reason), so it is always the plan's.
+  return plan_bytes_any_geometry(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
+                                 static_cast<int>(shape.max_segment_len));
 }
 
 FastPathLayout fast_layout(const ProblemShape& shape) {
   const Dims& d = shape.dims;
   FastPathLayout f;
   f.direct = choose_direct(d.S, shape.segment_capacity);
-  const Geom g = choose_layout(d.S, static_cast<int>(d.H), static_cast<int>(d.L), shape.segment_capacity, f.direct);
+  const Geom g = choose_layout(d.S, static_cast<int>(d.H), static_cast<int>(d.L), shape.segment_capacity,
+                               static_cast<int>(d.r_max), f.direct);
   f.heads_per_block = g.hg;
   f.tile_tokens = g.tm;
   return f;
@@ -968,18 +1019,18 @@ struct Prepared {
 };
 
 Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes, Prepared* out) {
-  const Geom base = choose_layout(p.S, p.H, p.L, shape.segment_capacity, false);
+  const Geom base = choose_layout(p.S, p.H, p.L, shape.segment_capacity, p.r_max, false);
   const long long mt_ws = max_tiles_for(p.S, p.L, shape.segment_capacity, p.max_seg_len, base.tm);
   const PlanLayout pl = plan_layout(p.L, shape.segment_capacity, mt_ws, base.tm);
-  if (workspace == nullptr || workspace_bytes < pl.bytes)
+  // Checked in both tilings against the documented size (fast_workspace_size).
+  const size_t need = plan_bytes_any_geometry(p.S, p.L, shape.segment_capacity, p.max_seg_len);
+  if (workspace == nullptr || workspace_bytes < need)
     return Status{StatusCode::workspace_too_small,
-                  "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(pl.bytes) +
+                  "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(need) +
                       " needed by the fused fast path's tile plan"};
   if (mt_ws > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
-  // The workspace is checked in both tilings: its size is the plan's
-  // whatever the environment says (fast_workspace_size).
   if (choose_direct(p.S, shape.segment_capacity)) {
-    out->geo = choose_layout(p.S, p.H, p.L, shape.segment_capacity, true);
+    out->geo = choose_layout(p.S, p.H, p.L, shape.segment_capacity, p.r_max, true);
     out->plan = Plan{};
     out->plan.direct = 1;
     out->plan.tm = out->geo.tm;
@@ -1033,12 +1084,11 @@ bool pdl_enabled() {
   return !(e != nullptr && std::strcmp(e, "0") == 0);
 }
 
-// MLALORA_FAST_Q_BLOCKS_PER_SM=N: the q side splits its output columns
-// until the grid has N blocks per SM (default 4; A/B runs only).
-int q_blocks_per_sm() {
-  const char* e = std::getenv("MLALORA_FAST_Q_BLOCKS_PER_SM");
+// MLALORA_FAST_Q_MAX_SPLIT=N: at most N column splits (A/B runs; default: no cap).
+int q_max_split() {
+  const char* e = std::getenv("MLALORA_FAST_Q_MAX_SPLIT");
   const int n = e != nullptr ? std::atoi(e) : 0;
-  return n >= 1 && n <= 64 ? n : 4;
+  return n >= 1 ? n : 1 << 20;
 }
 
 template <typename... KArgs, typename... Args>
@@ -1065,16 +1115,28 @@ struct SideGrid {
   int nsplit = 1, head_blocks = 1;
   long long blocks(long long tiles) const { return tiles * nsplit * head_blocks; }
 };
-SideGrid side_grid(const KParams& p, Side side, const Prepared& pr) {
+// v_blocks: blocks of the v side in the same launch (0 when the q side runs alone).
+SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_blocks) {
   SideGrid g;
   g.geo = pr.geo;
   g.head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
   if (side == Side::q) {
-    // Split the R_kv output columns over blocks until the grid fills the GPU
-    // (decode latency); each split recomputes the cheap X @ B_kc.
-    const long long target = static_cast<long long>(q_blocks_per_sm()) * sm_count();
+    // Split the R_kv output columns over blocks (each split recomputes the
+    // cheap X @ B_kc and re-reads B_kc) while the whole grid, q and v
+    // blocks, still fits in ONE wave of resident blocks: a split that
+    // spills into a second wave costs more than it saves (PERF.md, version
+    // 4; version 3 split until 4 blocks per SM, 2 waves at r = 128).
     const int chunks = p.R_kv / kChunk;
-    while (pr.tiles * g.head_blocks * g.nsplit < target && chunks % (2 * g.nsplit) == 0) g.nsplit *= 2;
+    const int max_split = q_max_split();
+    const long long q1 = pr.tiles * g.head_blocks;
+    if (geometry_v3()) {
+      const long long target = 4LL * sm_count();
+      while (q1 * g.nsplit < target && chunks % (2 * g.nsplit) == 0 && 2 * g.nsplit <= max_split) g.nsplit *= 2;
+    } else {
+      const long long wave = one_wave(p.r_max);
+      while (q1 * 2 * g.nsplit + v_blocks <= wave && chunks % (2 * g.nsplit) == 0 && 2 * g.nsplit <= max_split)
+        g.nsplit *= 2;
+    }
     g.geo.cols_per_block = p.R_kv / g.nsplit;
   }
   return g;
@@ -1086,8 +1148,8 @@ template <typename T, int RMAX>
 Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cudaStream_t stream) {
   const bool pdl = pdl_enabled();
   SideGrid gq, gv;
-  if (pq != nullptr) gq = side_grid(*pq, Side::q, pr);
-  if (pv != nullptr) gv = side_grid(*pv, Side::v, pr);
+  if (pv != nullptr) gv = side_grid(*pv, Side::v, pr, 0);
+  if (pq != nullptr) gq = side_grid(*pq, Side::q, pr, pv != nullptr ? gv.blocks(pr.tiles) : 0);
   if (pq != nullptr && pv != nullptr && !qv_separate()) {
     const long long qb = gq.blocks(pr.tiles), total = qb + gv.blocks(pr.tiles);
     if (total <= 0x7fffffffLL)
