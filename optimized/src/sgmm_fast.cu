@@ -1,5 +1,5 @@
 // The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
-// model-like shapes. Version 2 of the kernels; optimized/PERF.md has why.
+// model-like shapes. Version 4 of the kernels; optimized/PERF.md has why.
 //
 // Two launches for both sides (one with direct tiling, see choose_direct):
 //  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Check a throughput report (mlalora bench) against the speed targets of
+issue #4 and print one markdown table row per shape, then the counts:
+
+  70%       cuda-fused (graph mode) reaches >= 70% of the copy bandwidth
+            measured in the same run, on shapes whose byte floor is >= 50 us;
+  2x+5      decode shapes: cuda-fused (graph mode) <= 2 x byte floor + 5 us;
+  vs naive  the faster of cuda-fused's two modes beats cublas-naive.
+
+usage: targets.py REPORT.h5 [--baseline OLD.h5] [--baseline-name NAME]
+With a baseline (a report with cuda-fused graph rows, e.g. a
+scripts/bench_variants.sh variant), adds its median and old/new.
+"""
+import argparse
+import sys
+
+import h5py
+import numpy as np
+
+
+def text(a):
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in a]
+
+
+def load(path):
+    with h5py.File(path, "r") as f:
+        r = f["rows"]
+        cols = {k: r[k][:] for k in ("median_us", "byte_floor_us", "frac_copy_bw")}
+        shape, impl, mode, disp = (text(r[k][:]) for k in ("shape", "implementation", "mode", "disposition"))
+        work = text(r["workload"][:])
+    rows = {}
+    for i in range(len(shape)):
+        rows[(shape[i], impl[i], mode[i])] = {
+            "us": float(cols["median_us"][i]), "floor": float(cols["byte_floor_us"][i]),
+            "frac": float(cols["frac_copy_bw"][i]), "disp": disp[i], "workload": work[i]}
+    order = []
+    for s in shape:
+        if s not in order:
+            order.append(s)
+    return rows, order
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("report")
+    ap.add_argument("--baseline")
+    ap.add_argument("--baseline-name", default="old")
+    a = ap.parse_args()
+    rows, order = load(a.report)
+    base = load(a.baseline)[0] if a.baseline else {}
+    hdr = ["shape", "floor us", "fused us (graph)", "% copy BW"]
+    if base:
+        hdr += [f"{a.baseline_name} us", f"{a.baseline_name}/new"]
+    hdr += ["naive us", "naive/fused", "targets"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    n = {"70": [0, 0], "dec": [0, 0], "naive": [0, 0]}
+    for s in order:
+        g = rows.get((s, "cuda-fused", "graph"))
+        st = rows.get((s, "cuda-fused", "stream"))
+        nv = rows.get((s, "cublas-naive", "stream"))
+        if g is None:
+            continue
+        if g["disp"] != "passed":
+            print(f"| {s} | {g['floor']:.2f} | {g['disp']} | | " + ("| | " if base else "") + "| | not timed |")
+            continue
+        verdicts = []
+        if g["floor"] >= 50:
+            ok = g["frac"] >= 0.70
+            n["70"][0] += ok; n["70"][1] += 1
+            verdicts.append("70%: " + ("yes" if ok else "NO"))
+        if g["workload"] == "decode":
+            ok = g["us"] <= 2 * g["floor"] + 5
+            n["dec"][0] += ok; n["dec"][1] += 1
+            verdicts.append("2x+5: " + ("yes" if ok else "NO"))
+        best = min(g["us"], st["us"]) if st is not None and st["disp"] == "passed" else g["us"]
+        cells = [s, f"{g['floor']:.2f}", f"{g['us']:.2f}", f"{100 * g['frac']:.1f}"]
+        if base:
+            b = base.get((s, "cuda-fused", "graph"))
+            cells += [f"{b['us']:.2f}", f"{b['us'] / g['us']:.2f}"] if b else ["-", "-"]
+        if nv is not None and nv["disp"] == "passed":
+            ok = best < nv["us"]
+            n["naive"][0] += ok; n["naive"][1] += 1
+            verdicts.append("vs naive: " + ("yes" if ok else "NO"))
+            cells += [f"{nv['us']:.2f}", f"{nv['us'] / best:.2f}"]
+        else:
+            cells += ["-", "-"]
+        print("| " + " | ".join(cells + ["; ".join(verdicts)]) + " |")
+    print()
+    print(f">= 70% of copy bandwidth (floor >= 50 us): {n['70'][0]} of {n['70'][1]}")
+    print(f"decode within 2x floor + 5 us: {n['dec'][0]} of {n['dec'][1]}")
+    print(f"faster than cublas-naive: {n['naive'][0]} of {n['naive'][1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
