@@ -24,6 +24,10 @@ def text(a):
 
 def load(path):
     with h5py.File(path, "r") as f:
+        kind = f.attrs.get("kind", b"")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind != "throughput-report" or "rows" not in f:
+            raise SystemExit(f"targets.py: {path} is not a throughput-report (kind '{kind}'); pass an mlalora bench report")
         r = f["rows"]
         cols = {k: r[k][:] for k in ("median_us", "byte_floor_us", "frac_copy_bw")}
         shape, impl, mode, disp = (text(r[k][:]) for k in ("shape", "implementation", "mode", "disposition"))

@@ -33,6 +33,7 @@ expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload
 expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
+expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
 expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
 echo "$((fails)) failed"

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Self-test of targets.py on a synthetic throughput report whose verdicts
+are known by construction (one shape per target boundary), then on the
+committed H200 report (every shape gets a row and a naive verdict).
+usage: test_targets.py OUTDIR [COMMITTED_BENCH.h5]"""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(path, rows):
+    cols = ["shape", "implementation", "mode", "disposition", "workload", "median_us", "byte_floor_us", "frac_copy_bw"]
+    with h5py.File(path, "w") as f:
+        f.attrs["kind"] = "throughput-report"
+        g = f.create_group("rows")
+        for i, c in enumerate(cols):
+            vals = [r[i] for r in rows]
+            if isinstance(vals[0], str):
+                g.create_dataset(c, data=np.array(vals, dtype=object), dtype=h5py.string_dtype())
+            else:
+                g.create_dataset(c, data=np.array(vals, dtype=np.float64))
+
+
+def run(*args):
+    p = subprocess.run([sys.executable, os.path.join(HERE, "targets.py"), *args], capture_output=True, text=True)
+    return p.returncode, p.stdout + p.stderr
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    rep = os.path.join(out, "synthetic.h5")
+    F, N = "cuda-fused", "cublas-naive"
+    write(rep, [
+        # big shape at 71% (passes 70%), faster than naive only in stream mode
+        ("big/ok", F, "graph", "passed", "prefill", 110.0, 78.1, 0.71),
+        ("big/ok", F, "stream", "passed", "prefill", 100.0, 78.1, 0.70),
+        ("big/ok", N, "stream", "passed", "prefill", 105.0, 78.1, 0.60),
+        # big shape at 69% (fails 70%), slower than naive
+        ("big/slow", F, "graph", "passed", "chunked", 120.0, 82.8, 0.69),
+        ("big/slow", N, "stream", "passed", "chunked", 119.0, 82.8, 0.70),
+        # decode exactly at the 2x+5 limit (passes), and just over it (fails)
+        ("dec/at", F, "graph", "passed", "decode", 9.0, 2.0, 0.2),
+        ("dec/at", N, "stream", "passed", "decode", 30.0, 2.0, 0.1),
+        ("dec/over", F, "graph", "passed", "decode", 9.01, 2.0, 0.2),
+        ("dec/over", N, "stream", "passed", "decode", 30.0, 2.0, 0.1),
+        # an incorrect fused row is not timed and counts nowhere
+        ("bad", F, "graph", "incorrect", "decode", 0.0, 1.0, 0.0),
+    ])
+    rc, txt = run(rep)
+    want = [">= 70% of copy bandwidth (floor >= 50 us): 1 of 2", "decode within 2x floor + 5 us: 1 of 2",
+            "faster than cublas-naive: 3 of 4", "| bad | 1.00 | incorrect |"]
+    fails = [w for w in want if w not in txt]
+    if rc != 0 or fails:
+        print(txt)
+        print("FAIL: missing", fails, "rc", rc)
+        return 1
+    rc, txt = run(rep, "--baseline", rep)
+    if rc != 0 or "| big/ok | 78.10 | 110.00 | 71.0 | 110.00 | 1.00 |" not in txt:
+        print(txt)
+        print("FAIL: baseline column")
+        return 1
+    bad = os.path.join(out, "not-throughput.h5")
+    with h5py.File(bad, "w") as f:
+        f.attrs["kind"] = "error-report"
+    rc, txt = run(bad)
+    if rc == 0 or "is not a throughput-report" not in txt:
+        print(txt)
+        print("FAIL: a non-throughput report must be refused")
+        return 1
+    if len(sys.argv) > 2:
+        rc, txt = run(sys.argv[2])
+        with h5py.File(sys.argv[2], "r") as f:
+            impl = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["implementation"][:]]
+            mode = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["mode"][:]]
+        shapes = sum(1 for i, m in zip(impl, mode) if i == F and m == "graph")
+        if rc != 0 or f"faster than cublas-naive: " not in txt or f" of {shapes}\n" not in txt:
+            print(txt)
+            print(f"FAIL: committed report ({shapes} fused graph rows)")
+            return 1
+    print("targets.py self-test ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
