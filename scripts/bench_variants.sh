@@ -27,7 +27,10 @@ for v in "$@"; do
     esac
   done
   s=$(date +%s)
-  env "${envs[@]}" "$exe" bench --suite "$SUITE" --impl cuda-fused --out "$OUT/variant-$name.h5" \
+  # --models explicitly: a build from another checkout (EXE=) defaults to its
+  # own source tree's datasets/, which the device copy does not have.
+  env "${envs[@]}" "$exe" bench --suite "$SUITE" --models datasets/models.txt --impl cuda-fused \
+    --out "$OUT/variant-$name.h5" \
     > "$OUT/variant-$name.log" 2>&1
   echo "[variant $name: ${vars:-defaults}] rc=$? $(( $(date +%s) - s ))s"
 done

@@ -36,5 +36,9 @@ expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
 expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
 expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
+# Every committed shape suite parses and names at least one shape of a known model.
+for suite in "$SRC"/datasets/suites/*.txt; do
+  expect 0 "^[A-Za-z0-9-]+/tp[0-9]+/r[0-9]+/" "$BIN" bench --suite "$suite" --models "$SRC/datasets/models.txt" --list
+done
 echo "$((fails)) failed"
 [[ $fails -eq 0 ]]

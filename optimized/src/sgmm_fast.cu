@@ -26,11 +26,10 @@
 //   chunks per ring slot (cp.async, coalesced 16-byte); the epilogue
 //   out = round(fmaf(s, z, out)) runs on the staged tile, 16-byte stores write it back.
 // v side: Y = X_h @ A^T with X (64 rows of the block) and A (r rows) streamed
-//   through the ring in 64-column slices of R_kv (ldmatrix); then stage 2:
-//   per warp B_vc (64 rows of d) and the output tile; for one-head blocks
-//   64-column steps of block-wide B_vc rows plus the four output tiles,
-//   which (r_max 64, 128) are further items of the same ring, loaded while
-//   stage 1 finishes; Z = Y @ B_vc[h]^T by ldmatrix, same epilogue.
+//   through the ring in 64-column slices of R_kv (ldmatrix); then the ring
+//   becomes stage-2 staging: per warp B_vc (64 rows of d) and the output tile,
+//   or, for one-head blocks, a block-wide double buffer of B_vc rows plus the
+//   four output tiles; Z = Y @ B_vc[h]^T by ldmatrix, same epilogue.
 // All global traffic of the main kernels is 16-byte cp.async / stores except
 // the q side's X fragments (D_qk per row, the smallest input).
 // Rounding: identical to the other kernel families (fp32 accumulation, Y
@@ -92,7 +91,6 @@ struct Geom {
   int hg = 4;               // heads per block
   int ts = 1;               // 16-token sub-tiles per tile (hg * ts = kWarps)
   int cols_per_block = 64;  // q side: output columns per block (multiple of kChunk)
-  int v_pipe = 1;           // v side, one-head blocks: stage-2 steps ride the stage-1 ring (no drain between)
 };
 
 // ---- programmatic dependent launch (sm_90) ----------------------------------------------
@@ -631,10 +629,6 @@ struct VSmem {
   static constexpr int kBPitch = RMAX + 8, kOPitch = DC + 8;
   static constexpr int kWarpElems = DC * kBPitch + 16 * kOPitch;
   static constexpr int kSharedStep = kChunk * kBPitch + kWarps * 16 * kPitch;  // block-wide stage-2 buffer
-  // One block-wide stage-2 step fits in one stage-1 ring slot (r_max 64 and
-  // 128; at 32 it is 256 elements too big), so the two stages can share one
-  // ring as one pipeline.
-  static constexpr bool kStepFitsSlot = kSharedStep <= kStageElems;
   static_assert(kWarps * kWarpElems <= kRingElems, "stage-2 staging must fit in the stage-1 ring");
   static_assert(2 * kSharedStep <= kRingElems, "shared stage-2 double buffer must fit in the stage-1 ring");
   static_assert((kWarpElems * 2) % 16 == 0 && (DC * kBPitch * 2) % 16 == 0 && (kSharedStep * 2) % 16 == 0,
@@ -715,33 +709,11 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
     }
   };
 
-  const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
-                (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
-  constexpr int BP2 = SM::kBPitch;
-  // Stage-2 step (64 columns of d) of a one-head block into a ring slot:
-  // B_vc rows (read once per block), then the four warps' output tiles.
-  auto load_step2 = [&](int d0, T* Bs) {
-    stage_weight_rows<RMAX>(Bs, BP2, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16, tid,
-                            kThreads);
-    if (c.live)
-      warp_tile_io<T, kChunk / 8, true>(Bs + kChunk * BP2 + warp * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb, d0, lane);
-  };
-  // One pipeline for both stages (one-head blocks, step fits a slot): items
-  // [0, nk) are stage-1 slices, [nk, nk + D_v/64) stage-2 steps, so the
-  // steps are already in flight while stage 1 finishes (no drain between
-  // the stages; PERF.md, version 4).
-  const bool pipe = SM::kStepFitsSlot && geo.hg == 1 && geo.v_pipe;
-  const int nk = p.R_kv / kChunk, nsteps = p.D_v / kChunk;
-  const int nitems = nk + (pipe ? nsteps : 0);
-  auto load_item = [&](int i, int buf) {
-    if (i < nk) load_stage(i, buf);
-    else load_step2((i - nk) * kChunk, ring + buf * SE);
-  };
-
   // ---- stage 1: Y = X_h @ A^T over R_kv in kChunk slices (multistage ring) ----
+  const int nk = p.R_kv / kChunk;
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < nitems) load_item(st, st);
+    if (st < nk) load_stage(st, st);
     cp_async_commit();
   }
   float y[2 * RB][4];
@@ -750,7 +722,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   for (int kc = 0; kc < nk; ++kc) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // slice kc visible; every warp done with slice kc-1's buffer
-    if (kc + STAGES - 1 < nitems) load_item(kc + STAGES - 1, (kc + STAGES - 1) % STAGES);
+    if (kc + STAGES - 1 < nk) load_stage(kc + STAGES - 1, (kc + STAGES - 1) % STAGES);
     cp_async_commit();
     if (c.live) {
       const T* Ab = ring + (kc % STAGES) * SE;
@@ -771,35 +743,24 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
       }
     }
   }
-  uint32_t af[RB][4];
-  y_to_a_frags<T, RB>(y, r, q4, af);
-
-  if (pipe) {
-    // ---- stage 2, one head per block, continuing the ring ----
-    for (int j = 0; j < nsteps; ++j) {
-      const int i = nk + j;
-      cp_async_wait<STAGES - 2>();
-      __syncthreads();  // step j visible; every warp done with item i-1's slot
-      if (i + STAGES - 1 < nitems) load_item(i + STAGES - 1, (i + STAGES - 1) % STAGES);
-      cp_async_commit();
-      if (c.live) {
-        T* Bs = ring + (i % STAGES) * SE;
-        T* Os = Bs + kChunk * BP2 + warp * 16 * kPitch;
-        v_stage2_step<T, RB, kChunk / 16>(Bs, BP2, Os, kPitch, af, c.r16, c.s, lane);
-        warp_tile_io<T, kChunk / 8, false>(Os, kPitch, p, c.h, c.ra, c.rb, j * kChunk, lane);
-      }
-    }
-    cp_async_wait<0>();  // nothing left in flight at exit (empty groups only)
-    return;
-  }
   cp_async_wait<0>();
   __syncthreads();  // the ring becomes stage-2 staging
+  uint32_t af[RB][4];
+  y_to_a_frags<T, RB>(y, r, q4, af);
+  const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
+                (static_cast<long long>(c.h) * (p.D_qk + p.D_v) + p.D_qk) * p.Bs1;
 
   if (geo.hg == 1) {
-    // ---- stage 2, one head per block (r_max 32, or MLALORA_FAST_V_PIPE=0):
-    // 64-column steps, double-buffered, B_vc rows shared ----
+    // ---- stage 2, one head per block: 64-column steps, double-buffered, B_vc rows shared ----
     constexpr int BP = SM::kBPitch, SS = SM::kSharedStep;
-    auto load_step = [&](int d0, int buf) { load_step2(d0, ring + buf * SS); };
+    auto load_step = [&](int d0, int buf) {
+      T* Bs = ring + buf * SS;
+      stage_weight_rows<RMAX>(Bs, BP, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16, tid,
+                              kThreads);
+      if (c.live) warp_tile_io<T, kChunk / 8, true>(Bs + kChunk * BP + warp * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb,
+                                                     d0, lane);
+    };
+    const int nsteps = p.D_v / kChunk;
     load_step(0, 0);
     cp_async_commit();
     for (int st = 0; st < nsteps; ++st) {
@@ -1123,13 +1084,6 @@ bool pdl_enabled() {
   return !(e != nullptr && std::strcmp(e, "0") == 0);
 }
 
-// MLALORA_FAST_V_PIPE=0: the v side's one-head blocks drain the ring
-// between the stages and double-buffer stage 2 (version 3; A/B runs).
-bool v_pipe_enabled() {
-  const char* e = std::getenv("MLALORA_FAST_V_PIPE");
-  return !(e != nullptr && std::strcmp(e, "0") == 0);
-}
-
 // MLALORA_FAST_Q_MAX_SPLIT=N: at most N column splits (A/B runs; default: no cap).
 int q_max_split() {
   const char* e = std::getenv("MLALORA_FAST_Q_MAX_SPLIT");
@@ -1165,7 +1119,6 @@ struct SideGrid {
 SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_blocks) {
   SideGrid g;
   g.geo = pr.geo;
-  g.geo.v_pipe = v_pipe_enabled() && !geometry_v3() ? 1 : 0;
   g.head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
   if (side == Side::q) {
     // Split the R_kv output columns over blocks (each split recomputes the

@@ -58,9 +58,6 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       // Tiling cycles too: the shape's own choice, then direct (no plan
       // kernel) and plan forced, so both tilings see every kind of batch.
       test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
-      // Every fifth case: the v side's one-head blocks with the version-3
-      // stage transition (ring drained, stage 2 double-buffered).
-      test::ScopedEnv vpipe_env("MLALORA_FAST_V_PIPE", i % 5 == 4 ? "0" : "");
       const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
       one_head += layout.heads_per_block == 1;
       direct += layout.direct;
