@@ -6,6 +6,7 @@
 #ifdef MLALORA_HAVE_CUDA
 #include "mlalora/harness/generators.hpp"
 #include "mlalora/optimized/sgmm.hpp"
+#include "test_config.hpp"
 
 using namespace mlalora;
 using optimized::DeviceArgs;
@@ -155,6 +156,67 @@ TEST_CASE("Fused path: kernel family and workspace follow the documented eligibi
     t.dims.r_max = 300;
     t.layout = Layout::contiguous(t.dims);
     CHECK(std::string(fused_kernel_family(t, fake_args(t), Side::v)) == "split");
+  }
+}
+
+namespace {
+// A model-like shape (DeepSeek head dims) with `nseg` equal segments over
+// min(nseg, L) slots; capacity = nseg.
+ProblemShape model_shape(int64_t S, int64_t H, int64_t L, int64_t r, int64_t nseg) {
+  Dims d{S, H, 128, 128, 512, L, r};
+  std::vector<int32_t> indptr{0}, widx;
+  for (int64_t g = 0; g < nseg; ++g) {
+    indptr.push_back(static_cast<int32_t>(S * (g + 1) / nseg));
+    widx.push_back(static_cast<int32_t>(g % L));
+  }
+  return harness::make_problem(d, DType::bf16, std::vector<int32_t>(static_cast<size_t>(L), static_cast<int32_t>(r)),
+                               std::vector<float>(static_cast<size_t>(L), 0.5f), indptr, widx)
+      .shape;
+}
+}  // namespace
+
+TEST_CASE("Fast path: tiling and block shape follow the documented rules; the workspace does not", "[cli][validation]") {
+  // optimized/PERF.md, version 4: no plan kernel when segments are long or
+  // the batch is one tile high; one head per block for long segments and for
+  // one-tile batches whose H blocks fit one wave; the workspace is a function
+  // of the shape alone (a graph sized under one setting may be captured under another).
+  using optimized::fast_path_layout;
+  const ProblemShape prefill = model_shape(4096, 16, 4, 64, 4);
+  const ProblemShape decode = model_shape(256, 16, 8, 64, 256);
+  const ProblemShape t1_tp8 = model_shape(1, 16, 8, 128, 1);
+  const ProblemShape t1_tp1 = model_shape(1, 128, 8, 128, 1);
+  CHECK(fast_path_layout(prefill).direct);
+  CHECK(fast_path_layout(prefill).heads_per_block == 1);
+  CHECK(fast_path_layout(prefill).tile_tokens == 64);
+  CHECK(!fast_path_layout(decode).direct);             // one-token segments: the plan merges them by slot
+  CHECK(fast_path_layout(decode).heads_per_block == 2);  // 32 tokens per slot
+  CHECK(fast_path_layout(t1_tp8).direct);
+  CHECK(fast_path_layout(t1_tp8).heads_per_block == 1);  // 16 heads: 5 x 16 blocks fit one wave
+  CHECK(fast_path_layout(t1_tp1).direct);
+  CHECK(fast_path_layout(t1_tp1).heads_per_block == 4);  // 128 heads at r = 128 (2 blocks per SM) do not
+  // More than 256 segment slots: the plan, even for long segments.
+  CHECK(!fast_path_layout(model_shape(300 * 64, 2, 4, 16, 300)).direct);
+
+  const size_t ws_pre = optimized::workspace_size(prefill, Path::fused, Side::q);
+  const size_t ws_dec = optimized::workspace_size(decode, Path::fused, Side::v);
+  CHECK(ws_pre > 0);
+  CHECK(ws_dec > 0);
+  for (const char* tiling : {"plan", "direct", ""}) {
+    for (const char* heads : {"1", "2", "4", ""}) {
+      for (const char* geometry : {"v3", ""}) {
+        test::ScopedEnv e1("MLALORA_FAST_TILING", tiling), e2("MLALORA_FAST_HEADS_PER_BLOCK", heads),
+            e3("MLALORA_FAST_GEOMETRY", geometry);
+        INFO("MLALORA_FAST_TILING=" << tiling << " MLALORA_FAST_HEADS_PER_BLOCK=" << heads
+                                    << " MLALORA_FAST_GEOMETRY=" << geometry);
+        CHECK(optimized::workspace_size(prefill, Path::fused, Side::q) == ws_pre);
+        CHECK(optimized::workspace_size(decode, Path::fused, Side::v) == ws_dec);
+        const optimized::FastPathLayout l = fast_path_layout(decode);
+        if (*tiling) CHECK(l.direct == (std::string(tiling) == "direct"));
+        if (*heads) CHECK(l.heads_per_block == std::atoi(heads));
+        if (!*heads && std::string(geometry) == "v3") CHECK(fast_path_layout(t1_tp8).heads_per_block == 4);
+        CHECK(l.tile_tokens * l.heads_per_block == 64);  // four warps of 16 rows
+      }
+    }
   }
 }
 #else
