@@ -911,7 +911,8 @@ Geom choose_geom(int S, int H, int L, long long capacity, int r_max) {
 //          of a few adapters share a tile and its weight reads);
 //  direct: no plan kernel; tiles are (segment, tm tokens) and every block
 //          finds its own (find_tile). Saves the plan's launch and its
-//          completion wait (5-8 us, PERF.md), loses only the merging of
+//          completion wait (2-8 us measured, PERF.md version 4; chunked
+//          r = 128 at TP = 1 lost 2%), loses only the merging of
 //          same-slot segments, which does not matter when segments are long
 //          (prefill, chunked: >= 32 tokens each on average) or the batch is
 //          one tile high (S <= 16). Few segments keep find_tile's scan short.
