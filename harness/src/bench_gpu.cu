@@ -11,6 +11,7 @@
 #include "mlalora/harness/testbed.hpp"
 #include "mlalora/optimized/copy_bandwidth.hpp"
 #include "mlalora/optimized/cublas_naive.hpp"
+#include "mlalora/optimized/latency_probe.hpp"
 
 namespace mlalora::harness {
 
@@ -61,6 +62,42 @@ void fill_speedups(BenchResult* out) {
     if (r.median_us > 0 && naive.count(r.shape.name())) r.speedup_vs_naive = naive[r.shape.name()] / r.median_us;
 }
 
+// The latency floor (optimized/latency_probe.hpp): one graph per chain
+// length, timed exactly like a shape's graph mode, then a least-squares line.
+Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, DeviceBuffer& flush, BenchResult* out) {
+  optimized::DependentLoadChain chain;
+  MLALORA_RETURN_IF_ERROR(chain.init(0, opt.seed));
+  for (int loads : {0, 1, 2, 4, 8, 16}) {
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    Status st = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
+    if (st.ok()) {
+      Status in = chain.launch(loads, stream);
+      st = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
+      if (st.ok()) st = in;
+    }
+    if (st.ok()) st = cuda_check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
+    if (g) cudaGraphDestroy(g);
+    std::vector<double> us;
+    if (st.ok())
+      st = time_launch([&] { return cuda_check(cudaGraphLaunch(exec, stream), "GraphLaunch"); }, opt.warmup,
+                       opt.repetitions, stream, flush, &us);
+    if (exec) cudaGraphExecDestroy(exec);
+    MLALORA_RETURN_IF_ERROR(st);
+    uint32_t last = 0;
+    MLALORA_RETURN_IF_ERROR(chain.last_index(&last));
+    if (last != chain.expected_index(loads))
+      return Status::DeviceError("latency probe: a chain of " + std::to_string(loads) + " loads ended on index " +
+                                 std::to_string(last) + ", expected " + std::to_string(chain.expected_index(loads)));
+    out->dependent_load_chain_us.emplace_back(loads, summarise(us).median);
+  }
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (auto [k, t] : out->dependent_load_chain_us) n += 1, sx += k, sy += t, sxx += double(k) * k, sxy += k * t;
+  out->dependent_load_us = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  out->graph_launch_floor_us = (sy - out->dependent_load_us * sx) / n;
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelConfig>& models, const BenchOptions& opt,
@@ -75,6 +112,9 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
   MLALORA_RETURN_IF_ERROR(flush.allocate(optimized::l2_flush_bytes()));
   cudaStream_t stream;
   MLALORA_RETURN_IF_ERROR(cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"));
+  MLALORA_RETURN_IF_ERROR(measure_latency_floor(opt, stream, flush, out));
+  std::fprintf(stderr, "latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed)\n",
+               out->graph_launch_floor_us, out->dependent_load_us);
   cublasHandle_t handle;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return Status::DeviceError("cublasCreate failed");
 

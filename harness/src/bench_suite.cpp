@@ -246,6 +246,17 @@ Status write_bench_report(const std::string& path, const BenchResult& r, const s
   MLALORA_RETURN_IF_ERROR(write_provenance(w, Provenance::collect("throughput-report", command_line, seed)));
   MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "copy_bandwidth_bytes_per_second", r.copy_bytes_per_second));
   MLALORA_RETURN_IF_ERROR(w.write_table("/rows", t));
+  if (!r.dependent_load_chain_us.empty()) {
+    // The latency floor of a graph-launched kernel in this run (bench.hpp).
+    MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "graph_launch_floor_us", r.graph_launch_floor_us));
+    MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "dependent_load_us", r.dependent_load_us));
+    H5Table chain;
+    std::vector<int64_t> loads;
+    std::vector<double> us;
+    for (auto [k, t_us] : r.dependent_load_chain_us) loads.push_back(k), us.push_back(t_us);
+    chain.add("loads", loads), chain.add("median_us", us);
+    MLALORA_RETURN_IF_ERROR(w.write_table("/latency_chain", chain));
+  }
   return w.commit();
 }
 

@@ -392,9 +392,42 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
 // q side: the ring slots that stage 2 does not prefetch before stage 1 hold
 // B_kc during stage 1 (so B costs no extra shared memory, and the ring gets
 // one more stage). v side: stage 2 reuses the whole ring.
+// Ring depth and the blocks per SM the q+v kernel is compiled for (its
+// register cap: 65536 / (128 * blocks)), per rank bucket. Compile-time
+// defines so that a variant is a separate build, A/B'd against this one on
+// the same machine (scripts/bench_variants.sh EXE=...): a runtime knob would
+// compile both into one binary and measure neither (PERF.md, v4.2).
+#ifndef MLALORA_FAST_RING_STAGES_R32
+#define MLALORA_FAST_RING_STAGES_R32 4
+#endif
+#ifndef MLALORA_FAST_RING_STAGES_R64
+#define MLALORA_FAST_RING_STAGES_R64 4
+#endif
+#ifndef MLALORA_FAST_RING_STAGES_R128
+#define MLALORA_FAST_RING_STAGES_R128 3
+#endif
+#ifndef MLALORA_FAST_MIN_BLOCKS_R32
+#define MLALORA_FAST_MIN_BLOCKS_R32 4
+#endif
+#ifndef MLALORA_FAST_MIN_BLOCKS_R64
+#define MLALORA_FAST_MIN_BLOCKS_R64 3
+#endif
+#ifndef MLALORA_FAST_MIN_BLOCKS_R128
+#define MLALORA_FAST_MIN_BLOCKS_R128 2
+#endif
+template <int RMAX>
+constexpr int ring_stages() {
+  return RMAX <= 32 ? MLALORA_FAST_RING_STAGES_R32
+                    : (RMAX <= 64 ? MLALORA_FAST_RING_STAGES_R64 : MLALORA_FAST_RING_STAGES_R128);
+}
+template <int RMAX>
+constexpr int min_blocks() {
+  return RMAX <= 32 ? MLALORA_FAST_MIN_BLOCKS_R32 : (RMAX <= 64 ? MLALORA_FAST_MIN_BLOCKS_R64 : MLALORA_FAST_MIN_BLOCKS_R128);
+}
 template <int RMAX>
 struct Ring {
-  static constexpr int kStages = RMAX <= 64 ? 4 : 3;
+  static constexpr int kStages = ring_stages<RMAX>();
+  static_assert(kStages >= 2, "the ring needs at least two stages");
   static constexpr int kSlotElems = (RMAX + 16 * kWarps) * kPitch;
   static constexpr int kElems = kStages * kSlotElems;
   static constexpr int kBPitch = RMAX + 8;  // staged weight rows (r columns): 16-byte rows, ldmatrix conflict-free
@@ -403,8 +436,6 @@ struct Ring {
   static_assert((kSlotElems * 2) % 16 == 0 && (kBPitch * 2) % 16 == 0, "16-byte aligned regions");
   static constexpr size_t bytes = sizeof(uint16_t) * kElems;
 };
-template <int RMAX>
-constexpr int q_min_blocks() { return RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2); }
 
 // ---- q side ----------------------------------------------------------------------------
 // Stage 1 staging plan of B_kc in `elems` ring elements, for a unit of
@@ -634,8 +665,6 @@ struct VSmem {
   static_assert((kWarpElems * 2) % 16 == 0 && (DC * kBPitch * 2) % 16 == 0 && (kSharedStep * 2) % 16 == 0,
                 "16-byte aligned regions");
 };
-template <int RMAX>
-constexpr int v_min_blocks() { return 4; }
 
 // Z = Y @ B_vc^T for 16 rows x (16*NP) columns from staged B_vc rows Bs
 // (pitch BP), then the epilogue on the staged output tile Os (pitch OP).
@@ -797,7 +826,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
 
 // ---- kernels -----------------------------------------------------------------------------
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>())
+__global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
     fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   wait_for_prior_grid();
@@ -807,7 +836,7 @@ __global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>())
 }
 
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, v_min_blocks<RMAX>())
+__global__ void __launch_bounds__(kThreads, 4)
     fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   wait_for_prior_grid();
@@ -821,8 +850,7 @@ __global__ void __launch_bounds__(kThreads, v_min_blocks<RMAX>())
 // the common ring. Putting the v blocks first was measured and reverted
 // (PERF.md, v3.3).
 template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, q_min_blocks<RMAX>() < v_min_blocks<RMAX>() ? q_min_blocks<RMAX>()
-                                                                                         : v_min_blocks<RMAX>())
+__global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
     fast_qv_kernel(const KParams pq, const KParams pv, const Geom gq, const Geom gv, const Plan v, int tiles,
                    int nsplit, int q_blocks) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -864,7 +892,7 @@ bool geometry_v3() {
 template <int RMAX>
 int qv_blocks_per_sm() {
   static const int n = [] {
-    const int by_design = RMAX <= 32 ? 4 : (RMAX <= 64 ? 3 : 2);
+    const int by_design = std::min<int>(min_blocks<RMAX>(), (228 * 1024) / (Ring<RMAX>::bytes + 1024));
     auto kern = fast_qv_kernel<__nv_bfloat16, RMAX>;
     int b = 0;
     if (!ensure_smem_limit(reinterpret_cast<const void*>(kern), Ring<RMAX>::bytes).ok() ||

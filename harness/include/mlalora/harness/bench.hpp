@@ -89,6 +89,12 @@ struct BenchRow {
 
 struct BenchResult {
   double copy_bytes_per_second = 0;
+  // Latency floor of a graph-launched kernel, timed like the shapes
+  // (optimized/latency_probe.hpp): median us of one kernel doing k dependent
+  // DRAM loads, for each k; the least-squares line through them gives the
+  // launch floor (intercept) and the cost of one dependent load (slope).
+  std::vector<std::pair<int, double>> dependent_load_chain_us;
+  double graph_launch_floor_us = 0, dependent_load_us = 0;
   std::vector<BenchRow> rows;
 };
 
