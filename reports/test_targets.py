@@ -60,6 +60,18 @@ def main():
         print(txt)
         print("FAIL: missing", fails, "rc", rc)
         return 1
+    # with the latency probe's attributes: round trips of the decode rows
+    with h5py.File(rep, "a") as f:
+        f.attrs["graph_launch_floor_us"] = 3.0
+        f.attrs["dependent_load_us"] = 0.5
+    rc, txt = run(rep)
+    want = ["graph launch 3.00 us + 0.500 us per dependent DRAM load",
+            "2x+5: yes (round trips: limit 12, fused 12)", "2x+5: NO (round trips: limit 12, fused 12)"]
+    fails = [w for w in want if w not in txt]
+    if rc != 0 or fails:
+        print(txt)
+        print("FAIL: latency columns missing", fails, "rc", rc)
+        return 1
     rc, txt = run(rep, "--baseline", rep)
     if rc != 0 or "| big/ok | 78.10 | 110.00 | 71.0 | 110.00 | 1.00 |" not in txt:
         print(txt)

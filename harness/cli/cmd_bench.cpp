@@ -66,8 +66,9 @@ int run(const BenchCliOptions& o, const Context& ctx) {
   st = write_bench_report(o.out, r, ctx.command_line, o.seed);
   if (!st.ok()) return fail(3, "writing " + o.out + ": " + st.message);
   std::printf("\ncopy bandwidth %.0f GB/s; speeds as a fraction of it\n", r.copy_bytes_per_second / 1e9);
-  std::printf("latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed)\n",
-              r.graph_launch_floor_us, r.dependent_load_us);
+  std::printf("latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed); "
+              "empty kernel of 2 blocks per SM with 81 KiB smem: %.2f us\n",
+              r.graph_launch_floor_us, r.dependent_load_us, r.graph_launch_wide_us);
   std::printf("%-52s %-13s %-6s %-9s %9s %9s %6s %8s\n", "shape", "impl", "mode", "disp", "median_us", "floor_us",
               "%copy", "vs naive");
   bool bad = false;

@@ -67,12 +67,16 @@ void fill_speedups(BenchResult* out) {
 Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, DeviceBuffer& flush, BenchResult* out) {
   optimized::DependentLoadChain chain;
   MLALORA_RETURN_IF_ERROR(chain.init(0, opt.seed));
-  for (int loads : {0, 1, 2, 4, 8, 16}) {
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    sms = 132;
+  // loads = -1: the empty kernel-shaped grid (launch_empty).
+  for (int loads : {-1, 0, 1, 2, 4, 8, 16}) {
     cudaGraph_t g = nullptr;
     cudaGraphExec_t exec = nullptr;
     Status st = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
     if (st.ok()) {
-      Status in = chain.launch(loads, stream);
+      Status in = loads < 0 ? chain.launch_empty(2 * sms, 81 * 1024, stream) : chain.launch(loads, stream);
       st = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
       if (st.ok()) st = in;
     }
@@ -84,6 +88,10 @@ Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, Devic
                        opt.repetitions, stream, flush, &us);
     if (exec) cudaGraphExecDestroy(exec);
     MLALORA_RETURN_IF_ERROR(st);
+    if (loads < 0) {
+      out->graph_launch_wide_us = summarise(us).median;
+      continue;
+    }
     uint32_t last = 0;
     MLALORA_RETURN_IF_ERROR(chain.last_index(&last));
     if (last != chain.expected_index(loads))
@@ -113,8 +121,10 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
   cudaStream_t stream;
   MLALORA_RETURN_IF_ERROR(cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"));
   MLALORA_RETURN_IF_ERROR(measure_latency_floor(opt, stream, flush, out));
-  std::fprintf(stderr, "latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed)\n",
-               out->graph_launch_floor_us, out->dependent_load_us);
+  std::fprintf(stderr,
+               "latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed); "
+               "empty kernel of 2 blocks per SM with 81 KiB smem: %.2f us\n",
+               out->graph_launch_floor_us, out->dependent_load_us, out->graph_launch_wide_us);
   cublasHandle_t handle;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return Status::DeviceError("cublasCreate failed");
 

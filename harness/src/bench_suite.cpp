@@ -250,6 +250,7 @@ Status write_bench_report(const std::string& path, const BenchResult& r, const s
     // The latency floor of a graph-launched kernel in this run (bench.hpp).
     MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "graph_launch_floor_us", r.graph_launch_floor_us));
     MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "dependent_load_us", r.dependent_load_us));
+    MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "graph_launch_wide_us", r.graph_launch_wide_us));
     H5Table chain;
     std::vector<int64_t> loads;
     std::vector<double> us;

@@ -27,6 +27,12 @@ __global__ void dependent_loads_kernel(const uint32_t* __restrict__ chain, int l
   for (int k = 0; k < loads; ++k) i = __ldcg(chain + i);
   *sink = i;
 }
+// Empty blocks holding dynamic shared memory (never touched): the launch cost
+// of a grid shaped like the fast path's.
+__global__ void empty_wide_kernel(uint32_t* sink) {
+  extern __shared__ uint32_t unused[];
+  if (blockIdx.x == 0 && threadIdx.x == 0) *sink = 0u;
+}
 
 }  // namespace
 
@@ -65,6 +71,20 @@ Status DependentLoadChain::launch(int loads, cudaStream_t stream) const {
     return Status::Invalid("loads = " + std::to_string(loads) + " must be in 0.." + std::to_string(kMaxLoads));
   dependent_loads_kernel<<<1, 1, 0, stream>>>(chain_, loads, sink_);
   return cuda_check(cudaGetLastError(), "dependent_loads_kernel launch");
+}
+
+Status DependentLoadChain::launch_empty(int blocks, size_t smem_bytes, cudaStream_t stream) const {
+  if (!chain_) return Status::Invalid("DependentLoadChain::launch_empty before init");
+  if (blocks < 1 || blocks > (1 << 20))
+    return Status::Invalid("blocks = " + std::to_string(blocks) + " must be in 1..1048576");
+  constexpr size_t kMaxSmem = 227 * 1024;
+  if (smem_bytes > kMaxSmem)
+    return Status::Invalid("smem_bytes = " + std::to_string(smem_bytes) + " must be at most 227 KiB");
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaFuncSetAttribute(empty_wide_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                          static_cast<int>(smem_bytes)),
+                                     "cudaFuncSetAttribute"));
+  empty_wide_kernel<<<blocks, 128, smem_bytes, stream>>>(sink_);
+  return cuda_check(cudaGetLastError(), "empty_wide_kernel launch");
 }
 
 Status DependentLoadChain::last_index(uint32_t* out) const {

@@ -34,6 +34,13 @@ TEST_CASE("Latency probe: k chained loads end on the k-th node of the host's cha
   // The chain is a single cycle through all 256 nodes: back at the start after 256 loads, not before.
   CHECK(chain.expected_index(256) == 0u);
   for (int k = 1; k < 256; ++k) CHECK(chain.expected_index(k) != 0u);
+  // The kernel-shaped empty grid runs and touches nothing but the sink.
+  REQUIRE(chain.launch_empty(264, 81 * 1024, stream).ok());
+  REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+  REQUIRE(chain.last_index(&last).ok());
+  CHECK(last == 0u);
+  CHECK(chain.launch_empty(0, 0, stream).code == StatusCode::invalid_argument);
+  CHECK(chain.launch_empty(1, 228 * 1024, stream).code == StatusCode::invalid_argument);
   CHECK(chain.launch(-1, stream).code == StatusCode::invalid_argument);
   CHECK(chain.launch(1025, stream).code == StatusCode::invalid_argument);
   cudaStreamDestroy(stream);
@@ -45,6 +52,7 @@ TEST_CASE("Latency probe: bad arguments are refused with the argument named", "[
   CHECK(small.code == StatusCode::invalid_argument);
   CHECK(small.message.find("bytes") != std::string::npos);
   CHECK(chain.launch(1, nullptr).code == StatusCode::invalid_argument);
+  CHECK(chain.launch_empty(1, 0, nullptr).code == StatusCode::invalid_argument);
   uint32_t out = 0;
   CHECK(chain.last_index(&out).code == StatusCode::invalid_argument);
 }

@@ -95,6 +95,10 @@ struct BenchResult {
   // launch floor (intercept) and the cost of one dependent load (slope).
   std::vector<std::pair<int, double>> dependent_load_chain_us;
   double graph_launch_floor_us = 0, dependent_load_us = 0;
+  // The same, for an empty kernel of 2 blocks per SM x 128 threads x 81 KiB of
+  // dynamic shared memory (the fast path's r = 128 ring): launch floor of a
+  // kernel shaped like ours.
+  double graph_launch_wide_us = 0;
   std::vector<BenchRow> rows;
 };
 

@@ -32,6 +32,13 @@ class DependentLoadChain {
   // last index written to a device word so nothing is optimised away.
   // Invalid before init or for loads outside 0..1024.
   Status launch(int loads, cudaStream_t stream) const;
+  // The same kernel with no loads in a kernel-sized configuration: `blocks`
+  // blocks of 128 threads, each asking for `smem_bytes` (<= 227 KiB) of
+  // dynamic shared memory. Against launch(0), it measures what a wide grid
+  // and a large shared-memory carve-out add to the launch floor (the fast
+  // path's ring needs 55-83 KiB per block). Invalid before init or outside
+  // those ranges.
+  Status launch_empty(int blocks, size_t smem_bytes, cudaStream_t stream) const;
   // The index the last completed launch ended on (host copy; synchronises),
   // and the index a launch of `loads` loads must end on (from the host's
   // copy of the chain order): a check that the loads really were chained.
