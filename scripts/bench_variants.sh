@@ -4,7 +4,8 @@
 # Runs `mlalora bench --impl cuda-fused` once per variant (each in its own
 # environment), writes $OUT/variant-<name>.h5 and .log, and prints one table:
 # graph-mode median microseconds per shape, one column per variant, plus the
-# byte floor. EXE=path in a variant runs another build of mlalora. Example (the launch forms of the fused fast path):
+# byte floor. EXE=path in a variant runs another build of mlalora; ARG=--flag
+# adds a bench option (e.g. ARG=--decoy). Example (the launch forms of the fused fast path):
 #   scripts/bench_variants.sh datasets/suites/quick.txt "auto:" "fused:MLALORA_FAST_QV=fused" \
 #     "separate:MLALORA_FAST_QV=separate" "plain:MLALORA_FAST_QV=separate,MLALORA_FAST_PDL=0"
 set -uo pipefail
@@ -18,18 +19,20 @@ for v in "$@"; do
   name="${v%%:*}"; vars="${v#*:}"
   names+=("$name")
   envs=()
+  args=()
   exe="$B/mlalora"
   IFS=',' read -ra kv <<<"$vars"
   for e in "${kv[@]}"; do
     case "$e" in
       EXE=*) exe="${e#EXE=}" ;;  # another build of mlalora (compile-time variants)
+      ARG=*) args+=("${e#ARG=}") ;;  # an extra bench option
       ?*) envs+=("$e") ;;
     esac
   done
   s=$(date +%s)
   # --models explicitly: a build from another checkout (EXE=) defaults to its
   # own source tree's datasets/, which the device copy does not have.
-  env "${envs[@]}" "$exe" bench --suite "$SUITE" --models datasets/models.txt --impl cuda-fused \
+  env "${envs[@]}" "$exe" bench --suite "$SUITE" --models datasets/models.txt --impl cuda-fused "${args[@]}" \
     --out "$OUT/variant-$name.h5" \
     > "$OUT/variant-$name.log" 2>&1
   echo "[variant $name: ${vars:-defaults}] rc=$? $(( $(date +%s) - s ))s"

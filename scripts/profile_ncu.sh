@@ -15,7 +15,7 @@ M=$M,lts__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__throughput.avg.pct
 M=$M,sm__warps_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
 M=$M,launch__registers_per_thread,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem,launch__grid_size
 M=$M,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum
-for s in long_scoreboard barrier lg_throttle mio_throttle short_scoreboard math_pipe_throttle wait not_selected tex_throttle; do
+for s in no_instruction branch_resolving long_scoreboard barrier lg_throttle mio_throttle short_scoreboard math_pipe_throttle wait not_selected tex_throttle; do
   M=$M,smsp__average_warps_issue_stalled_${s}_per_issue_active.ratio
 done
 timeout 500 "$NCU" --kernel-name regex:"fast_|plan_" --launch-count "$COUNT" --metrics "$M" \

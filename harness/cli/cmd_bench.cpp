@@ -20,6 +20,7 @@ struct BenchCliOptions {
   int reps = 50;
   uint64_t seed = 1;
   bool no_graphs = false;
+  bool decoy = false;
   bool list = false;
 };
 
@@ -56,6 +57,7 @@ int run(const BenchCliOptions& o, const Context& ctx) {
   opt.repetitions = o.reps;
   opt.seed = o.seed;
   opt.graphs = !o.no_graphs;
+  opt.decoy = o.decoy;
   opt.checkpoint = [&](const BenchResult& partial) {
     Status w = write_bench_report(o.out, partial, ctx.command_line, o.seed);
     if (!w.ok()) std::fprintf(stderr, "checkpoint %s: %s\n", o.out.c_str(), w.message.c_str());
@@ -96,6 +98,9 @@ Action add_bench(CLI::App& app, Context& ctx) {
   sub->add_option("--reps", o->reps, "Timed repetitions per (shape, implementation, mode)")->check(CLI::Range(1, 100000))->capture_default_str();
   sub->add_option("--seed", o->seed, "Seed of the routing and tensor values")->capture_default_str();
   sub->add_flag("--no-graphs", o->no_graphs, "Do not time the CUDA-graph mode");
+  sub->add_flag("--decoy", o->decoy,
+                "SGMM paths: after each L2 flush, run the call once on a second copy of the inputs before the "
+                "timed one (code and launch path warm, data cold): what fetching the kernel's code costs");
   sub->add_flag("--list", o->list, "List the suite's shapes and exit");
   return [o, &ctx] { return run(*o, ctx); };
 }

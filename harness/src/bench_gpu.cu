@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 
 #include "mlalora/harness/bench.hpp"
@@ -29,15 +30,17 @@ Timing summarise(std::vector<double> us) {
 
 // Times `launch` (both sides of one call) `reps` times, the L2 flushed before
 // each repetition so the cache is not what is measured.
+// `decoy` (may be empty) runs after the flush and before the start event.
 template <typename Launch>
 Status time_launch(Launch&& launch, int warmup, int reps, cudaStream_t stream, DeviceBuffer& flush,
-                   std::vector<double>* us) {
+                   std::vector<double>* us, const std::function<Status()>& decoy = {}) {
   cudaEvent_t start, stop;
   MLALORA_RETURN_IF_ERROR(cuda_check(cudaEventCreate(&start), "cudaEventCreate"));
   MLALORA_RETURN_IF_ERROR(cuda_check(cudaEventCreate(&stop), "cudaEventCreate"));
   Status st;
   for (int i = 0; i < warmup + reps && st.ok(); ++i) {
     st = optimized::flush_l2(flush.get(), flush.bytes(), stream);
+    if (st.ok() && decoy) st = decoy();
     if (!st.ok()) break;
     cudaEventRecord(start, stream);
     st = launch();
@@ -115,6 +118,7 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
   optimized::CopyBandwidth cb;
   MLALORA_RETURN_IF_ERROR(optimized::measure_copy_bandwidth(0, 20, &cb));
   out->copy_bytes_per_second = cb.bytes_per_second;
+  out->decoy = opt.decoy;
   std::fprintf(stderr, "copy bandwidth: %.1f GB/s (1 GiB D2D, read+write, median of 20)\n", cb.bytes_per_second / 1e9);
   DeviceBuffer flush;
   MLALORA_RETURN_IF_ERROR(flush.allocate(optimized::l2_flush_bytes()));
@@ -147,6 +151,16 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
     Testbed tb(c, reference::RowSelection::sample(p, opt.verify_rows, opt.seed + si));
     DeviceProblem dp;
     st = dp.init(p, tb.inputs());
+    // --decoy: a second copy of the inputs in other buffers (the decoy call
+    // writes only its own outputs, so the timed call's inputs stay as verified).
+    struct {
+      DeviceProblem dp;
+      bool ok = false;
+    } decoy_dp;
+    if (opt.decoy && st.ok()) {
+      st = decoy_dp.dp.init(p, tb.inputs());
+      decoy_dp.ok = st.ok();
+    }
     BenchRow base;
     base.shape = shape;
     base.S = p.dims().S, base.H = p.dims().H, base.D_qk = p.dims().D_qk, base.D_v = p.dims().D_v;
@@ -175,8 +189,14 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
         out->rows.push_back(row);
         continue;
       }
-      std::vector<std::pair<std::string, std::function<Status()>>> modes;
+      // Each mode: its timed launch and its decoy (empty unless --decoy).
+      struct Mode {
+        std::string name;
+        std::function<Status()> launch, decoy;
+      };
+      std::vector<Mode> modes;
       auto graph = std::make_shared<cudaGraphExec_t>(nullptr);
+      auto decoy_graph = std::make_shared<cudaGraphExec_t>(nullptr);
       auto runner = std::make_shared<SgmmRunner>();
       auto naive_ws = std::make_shared<DeviceBuffer>();
       if (name == "cublas-naive") {
@@ -188,12 +208,12 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
           out->rows.push_back(row);
           continue;
         }
-        modes.emplace_back("stream", [&, naive_ws] {
+        modes.push_back({"stream", [&, naive_ws] {
           for (Side side : kBothSides)
             MLALORA_RETURN_IF_ERROR(optimized::cublas_naive_correction(p, dp.args(false), side, handle, naive_ws->get(),
                                                                        naive_ws->bytes(), stream));
           return Status::Ok();
-        });
+        }, {}});
       } else {
         const optimized::Path path = name == "cuda-split" ? optimized::Path::split : optimized::Path::fused;
         Status a = runner->reserve(p.shape, path);
@@ -202,31 +222,44 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
           out->rows.push_back(row);
           continue;
         }
-        modes.emplace_back("stream", [&, runner, path] {
-          return runner->run_both(dp, path, false, stream);
-        });
+        std::function<Status()> stream_decoy;
+        if (opt.decoy && decoy_dp.ok)
+          stream_decoy = [&, runner, path] { return runner->run_both(decoy_dp.dp, path, false, stream); };
+        modes.push_back({"stream", [&, runner, path] { return runner->run_both(dp, path, false, stream); },
+                         stream_decoy});
         if (opt.graphs) {
-          // One captured graph (both sides, live count read on the device).
-          cudaGraph_t g = nullptr;
-          Status cap = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
-          if (cap.ok()) {
-            Status in = runner->run_both(dp, path, true, stream);
-            cap = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
-            if (cap.ok()) cap = in;
+          // One captured graph (both sides, live count read on the device);
+          // with --decoy a second one on the decoy's buffers.
+          auto capture = [&](DeviceProblem& on, cudaGraphExec_t* exec) {
+            cudaGraph_t g = nullptr;
+            Status cap = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
+            if (cap.ok()) {
+              Status in = runner->run_both(on, path, true, stream);
+              cap = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
+              if (cap.ok()) cap = in;
+            }
+            if (cap.ok()) cap = cuda_check(cudaGraphInstantiate(exec, g, 0), "cudaGraphInstantiate");
+            if (g) cudaGraphDestroy(g);
+            return cap;
+          };
+          Status cap = capture(dp, graph.get());
+          std::function<Status()> graph_decoy;
+          if (cap.ok() && opt.decoy && decoy_dp.ok) {
+            cap = capture(decoy_dp.dp, decoy_graph.get());
+            graph_decoy = [&, decoy_graph] { return cuda_check(cudaGraphLaunch(*decoy_graph, stream), "GraphLaunch"); };
           }
-          if (cap.ok()) cap = cuda_check(cudaGraphInstantiate(graph.get(), g, 0), "cudaGraphInstantiate");
-          if (g) cudaGraphDestroy(g);
           if (cap.ok())
-            modes.emplace_back("graph", [&, graph] { return cuda_check(cudaGraphLaunch(*graph, stream), "GraphLaunch"); });
+            modes.push_back({"graph", [&, graph] { return cuda_check(cudaGraphLaunch(*graph, stream), "GraphLaunch"); },
+                             graph_decoy});
           else
             std::fprintf(stderr, "\n%s: graph capture failed: %s\n", name.c_str(), cap.message.c_str());
         }
       }
-      for (auto& [mode, launch] : modes) {
+      for (auto& m : modes) {
         BenchRow r = row;
-        r.mode = mode;
+        r.mode = m.name;
         std::vector<double> us;
-        Status t = time_launch(launch, opt.warmup, opt.repetitions, stream, flush, &us);
+        Status t = time_launch(m.launch, opt.warmup, opt.repetitions, stream, flush, &us, m.decoy);
         if (!t.ok() || us.empty()) {
           r.disposition = "failed";
           r.message = t.message;
@@ -239,6 +272,7 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
         out->rows.push_back(r);
       }
       if (*graph) cudaGraphExecDestroy(*graph);
+      if (*decoy_graph) cudaGraphExecDestroy(*decoy_graph);
     }
     if (opt.progress) {
       std::fprintf(stderr, "bench %zu/%zu %s\n", si + 1, suite.size(), shape.name().c_str());

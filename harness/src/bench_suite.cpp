@@ -246,6 +246,7 @@ Status write_bench_report(const std::string& path, const BenchResult& r, const s
   MLALORA_RETURN_IF_ERROR(write_provenance(w, Provenance::collect("throughput-report", command_line, seed)));
   MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "copy_bandwidth_bytes_per_second", r.copy_bytes_per_second));
   MLALORA_RETURN_IF_ERROR(w.write_table("/rows", t));
+  MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "decoy", r.decoy ? 1.0 : 0.0));
   if (!r.dependent_load_chain_us.empty()) {
     // The latency floor of a graph-launched kernel in this run (bench.hpp).
     MLALORA_RETURN_IF_ERROR(w.write_attr_double("/", "graph_launch_floor_us", r.graph_launch_floor_us));

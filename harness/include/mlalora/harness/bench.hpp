@@ -65,6 +65,12 @@ struct BenchOptions {
   int repetitions = 50;
   int warmup = 5;
   bool graphs = true;          // also time SGMM paths through a captured CUDA graph
+  // Decoy run (SGMM paths only): after each L2 flush, run the same launch
+  // once on a second copy of the inputs (other buffers) before the timed
+  // one. The kernel's code, the launch path and the constant banks are then
+  // warm while the timed call's data stays cold: set against a normal run,
+  // it measures what fetching the kernel's code from DRAM costs.
+  bool decoy = false;
   int64_t verify_rows = 24;    // covered rows judged against the reference per shape
   uint64_t seed = 1;
   bool progress = true;
@@ -99,6 +105,7 @@ struct BenchResult {
   // dynamic shared memory (the fast path's r = 128 ring): launch floor of a
   // kernel shaped like ours.
   double graph_launch_wide_us = 0;
+  bool decoy = false;  // timed with BenchOptions::decoy
   std::vector<BenchRow> rows;
 };
 
