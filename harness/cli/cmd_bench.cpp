@@ -21,6 +21,7 @@ struct BenchCliOptions {
   uint64_t seed = 1;
   bool no_graphs = false;
   bool decoy = false;
+  std::string trace_dir;
   bool list = false;
 };
 
@@ -58,6 +59,7 @@ int run(const BenchCliOptions& o, const Context& ctx) {
   opt.seed = o.seed;
   opt.graphs = !o.no_graphs;
   opt.decoy = o.decoy;
+  opt.trace_dir = o.trace_dir;
   opt.checkpoint = [&](const BenchResult& partial) {
     Status w = write_bench_report(o.out, partial, ctx.command_line, o.seed);
     if (!w.ok()) std::fprintf(stderr, "checkpoint %s: %s\n", o.out.c_str(), w.message.c_str());
@@ -101,6 +103,9 @@ Action add_bench(CLI::App& app, Context& ctx) {
   sub->add_flag("--decoy", o->decoy,
                 "SGMM paths: after each L2 flush, run the call once on a second copy of the inputs before the "
                 "timed one (code and launch path warm, data cold): what fetching the kernel's code costs");
+  sub->add_option("--trace-dir", o->trace_dir,
+                  "Builds with MLALORA_FAST_TRACE: per-block phase timestamps of one L2-cold cuda-fused call per "
+                  "shape, as DIR/<shape>.csv (summarise with scripts/trace_summary.py DIR)");
   sub->add_flag("--list", o->list, "List the suite's shapes and exit");
   return [o, &ctx] { return run(*o, ctx); };
 }

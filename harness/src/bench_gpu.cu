@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 
@@ -12,6 +14,7 @@
 #include "mlalora/harness/testbed.hpp"
 #include "mlalora/optimized/copy_bandwidth.hpp"
 #include "mlalora/optimized/cublas_naive.hpp"
+#include "mlalora/optimized/fast_trace.hpp"
 #include "mlalora/optimized/latency_probe.hpp"
 
 namespace mlalora::harness {
@@ -109,12 +112,51 @@ Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, Devic
   return Status::Ok();
 }
 
+// One traced L2-cold call of `launch`; its records to dir/<shape>.csv
+// (written to a temporary name, then renamed).
+Status write_trace(const std::string& dir, const std::string& shape_name, const std::function<Status()>& launch,
+                   cudaStream_t stream, DeviceBuffer& flush) {
+  MLALORA_RETURN_IF_ERROR(optimized::flush_l2(flush.get(), flush.bytes(), stream));
+  MLALORA_RETURN_IF_ERROR(optimized::fast_trace_reset(stream));
+  MLALORA_RETURN_IF_ERROR(launch());
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize(trace)"));
+  std::vector<optimized::FastTraceRecord> recs;
+  MLALORA_RETURN_IF_ERROR(optimized::fast_trace_read(&recs));
+  std::string file = shape_name;
+  std::replace(file.begin(), file.end(), '/', '_');
+  const std::filesystem::path path = std::filesystem::path(dir) / (file + ".csv");
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) return Status::IoError("--trace-dir: cannot write " + tmp.string());
+    f << "block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end\n";
+    for (const auto& r : recs) {
+      f << r.block << ',' << (r.side ? "v" : "q") << ',' << r.smid << ',' << int(r.resolved);
+      for (uint64_t t : r.ns) f << ',' << t;
+      for (int64_t c : r.cycles) f << ',' << c;
+      f << '\n';
+    }
+    if (!f.good()) return Status::IoError("--trace-dir: writing " + tmp.string() + " failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IoError("--trace-dir: rename to " + path.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelConfig>& models, const BenchOptions& opt,
                  BenchResult* out) {
   std::string why;
   if (!gpu_available(&why)) return Status::NotSupported("mlalora bench needs a GPU: " + why);
+  if (!opt.trace_dir.empty()) {
+    if (!optimized::fast_trace_compiled())
+      return Status::NotSupported("--trace-dir: this build has no MLALORA_FAST_TRACE (build it with scripts/trace_build.sh)");
+    std::error_code ec;
+    std::filesystem::create_directories(opt.trace_dir, ec);
+    if (ec) return Status::Invalid("--trace-dir: cannot create " + opt.trace_dir + ": " + ec.message());
+  }
   optimized::CopyBandwidth cb;
   MLALORA_RETURN_IF_ERROR(optimized::measure_copy_bandwidth(0, 20, &cb));
   out->copy_bytes_per_second = cb.bytes_per_second;
@@ -270,6 +312,10 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
           r.frac_copy_bw = r.gbps * 1e9 / cb.bytes_per_second;
         }
         out->rows.push_back(r);
+      }
+      if (!opt.trace_dir.empty() && name == "cuda-fused" && !modes.empty()) {
+        Status t = write_trace(opt.trace_dir, shape.name(), modes.back().launch, stream, flush);
+        if (!t.ok()) std::fprintf(stderr, "\n%s: trace: %s\n", shape.name().c_str(), t.message.c_str());
       }
       if (*graph) cudaGraphExecDestroy(*graph);
       if (*decoy_graph) cudaGraphExecDestroy(*decoy_graph);

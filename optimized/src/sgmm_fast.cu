@@ -53,10 +53,60 @@
 #include <cub/block/block_scan.cuh>
 #include <string>
 
+#include "mlalora/optimized/fast_trace.hpp"
 #include "sgmm_fast.hpp"
 #include "sgmm_ptx.cuh"
 
 namespace mlalora::optimized::detail {
+
+// ---- phase trace (MLALORA_FAST_TRACE builds only; fast_trace.hpp) ----------------------
+#ifndef MLALORA_FAST_TRACE
+#define MLALORA_FAST_TRACE 0
+#endif
+struct TraceSlot {
+  unsigned long long ns[kFastTraceMarks];
+  long long cycles[kFastTraceMarks];
+  int side, smid, resolved, pad;
+};
+#if MLALORA_FAST_TRACE
+__device__ TraceSlot g_fast_trace[kFastTraceBlocks];
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+// Mark k (0..2) from the block's first thread.
+__device__ __forceinline__ void trace_mark(int k) {
+  if (threadIdx.x == 0 && blockIdx.x < kFastTraceBlocks) {
+    TraceSlot& s = g_fast_trace[blockIdx.x];
+    s.cycles[k] = clock64();
+    s.ns[k] = global_ns();
+    if (k == 1) s.resolved = 1;
+  }
+}
+__device__ __forceinline__ void trace_entry(int side) {
+  if (threadIdx.x == 0 && blockIdx.x < kFastTraceBlocks) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    g_fast_trace[blockIdx.x].side = side;
+    g_fast_trace[blockIdx.x].smid = static_cast<int>(smid);
+  }
+  trace_mark(0);
+}
+// The end mark: the last warp of the block to get here wins (atomicMax).
+__device__ __forceinline__ void trace_end() {
+  if ((threadIdx.x & 31) == 0 && blockIdx.x < kFastTraceBlocks) {
+    TraceSlot& s = g_fast_trace[blockIdx.x];
+    atomicMax(reinterpret_cast<unsigned long long*>(&s.cycles[3]), static_cast<unsigned long long>(clock64()));
+    atomicMax(&s.ns[3], global_ns());
+  }
+}
+#else
+__device__ __forceinline__ void trace_mark(int) {}
+__device__ __forceinline__ void trace_entry(int) {}
+__device__ __forceinline__ void trace_end() {}
+#endif
+
 namespace {
 
 using namespace ptx;
@@ -507,6 +557,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
   constexpr int RB = RMAX / 16, BP = RG::kBPitch, ST = RG::kStages, SE = RG::kSlotElems;
   TileCtx c;
   if (!tile_ctx(p, geo, v, at, c)) return;
+  trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   T* ring = reinterpret_cast<T*>(smem_raw);
   const int r = c.r;
@@ -601,6 +652,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
       q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
   }
   __syncthreads();    // every warp is done with B_kc: its slots become stage-2 ring slots
+  trace_mark(2);
   allow_next_grid();  // the v side may launch as the last q blocks reach stage 2
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
@@ -698,6 +750,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
   TileCtx c;
   if (!tile_ctx(p, geo, v, at, c)) return;
+  trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;
   const T* X = static_cast<const T*>(p.x);
@@ -774,6 +827,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   }
   cp_async_wait<0>();
   __syncthreads();  // the ring becomes stage-2 staging
+  trace_mark(2);
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
   const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
@@ -829,18 +883,22 @@ template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
     fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  trace_entry(0);
   wait_for_prior_grid();
   q_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y),
                                         static_cast<int>(blockIdx.z)},
                   smem_raw);
+  trace_end();
 }
 
 template <typename T, int RMAX>
 __global__ void __launch_bounds__(kThreads, 4)
     fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  trace_entry(1);
   wait_for_prior_grid();
   v_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), 0, static_cast<int>(blockIdx.z)}, smem_raw);
+  trace_end();
 }
 
 // Both sides in one launch: blocks [0, q_blocks) are q blocks (tile fastest,
@@ -854,12 +912,14 @@ __global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
     fast_qv_kernel(const KParams pq, const KParams pv, const Geom gq, const Geom gv, const Plan v, int tiles,
                    int nsplit, int q_blocks) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  wait_for_prior_grid();
   const int b = static_cast<int>(blockIdx.x);
+  trace_entry(b < q_blocks ? 0 : 1);
+  wait_for_prior_grid();
   if (b < q_blocks)
     q_body<T, RMAX>(pq, gq, v, BlockCoord{b % tiles, (b / tiles) % nsplit, b / (tiles * nsplit)}, smem_raw);
   else
     v_body<T, RMAX>(pv, gv, v, BlockCoord{(b - q_blocks) % tiles, 0, (b - q_blocks) / tiles}, smem_raw);
+  trace_end();
 }
 
 // ---- host side -------------------------------------------------------------------------
@@ -1239,3 +1299,43 @@ Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KPar
 }
 
 }  // namespace mlalora::optimized::detail
+
+namespace mlalora::optimized {
+
+bool fast_trace_compiled() { return MLALORA_FAST_TRACE != 0; }
+
+Status fast_trace_reset(cudaStream_t stream) {
+#if MLALORA_FAST_TRACE
+  void* a = nullptr;
+  cudaError_t e = cudaGetSymbolAddress(&a, detail::g_fast_trace);
+  if (e == cudaSuccess) e = cudaMemsetAsync(a, 0, sizeof(detail::TraceSlot) * kFastTraceBlocks, stream);
+  if (e != cudaSuccess) return Status::DeviceError(std::string("fast_trace_reset: ") + cudaGetErrorString(e));
+  return Status::Ok();
+#else
+  (void)stream;
+  return Status::NotSupported("fast-path trace: this build has no MLALORA_FAST_TRACE (scripts/trace_build.sh)");
+#endif
+}
+
+Status fast_trace_read(std::vector<FastTraceRecord>* out) {
+  if (out == nullptr) return Status::Invalid("fast_trace_read: out is null");
+#if MLALORA_FAST_TRACE
+  std::vector<detail::TraceSlot> slots(kFastTraceBlocks);
+  const cudaError_t e = cudaMemcpyFromSymbol(slots.data(), detail::g_fast_trace, sizeof(detail::TraceSlot) * slots.size());
+  if (e != cudaSuccess) return Status::DeviceError(std::string("fast_trace_read: ") + cudaGetErrorString(e));
+  out->clear();
+  for (int b = 0; b < kFastTraceBlocks; ++b) {
+    const detail::TraceSlot& s = slots[static_cast<size_t>(b)];
+    if (s.ns[0] == 0) continue;  // block not launched (or past the traced range)
+    FastTraceRecord r;
+    r.block = b, r.side = s.side, r.smid = s.smid, r.resolved = s.resolved != 0;
+    for (int k = 0; k < kFastTraceMarks; ++k) r.ns[k] = s.ns[k], r.cycles[k] = s.cycles[k];
+    out->push_back(r);
+  }
+  return Status::Ok();
+#else
+  return Status::NotSupported("fast-path trace: this build has no MLALORA_FAST_TRACE (scripts/trace_build.sh)");
+#endif
+}
+
+}  // namespace mlalora::optimized

@@ -71,6 +71,10 @@ struct BenchOptions {
   // warm while the timed call's data stays cold: set against a normal run,
   // it measures what fetching the kernel's code from DRAM costs.
   bool decoy = false;
+  // Trace (builds with MLALORA_FAST_TRACE only): after timing cuda-fused on a
+  // shape, one more L2-cold call (graph mode when timed) whose per-block
+  // phase timestamps go to trace_dir/<shape>.csv (optimized/fast_trace.hpp).
+  std::string trace_dir;
   int64_t verify_rows = 24;    // covered rows judged against the reference per shape
   uint64_t seed = 1;
   bool progress = true;
