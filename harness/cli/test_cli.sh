@@ -34,6 +34,20 @@ expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
 expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-28.h5"
+# trace_summary.py on a synthetic trace: q blocks of 1+2+3 us and 3+2+1 us phases, one v block, one unresolved block.
+mkdir -p "$TMP/trace"
+cat > "$TMP/trace/S_tp1_r16.csv" <<'CSV'
+block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end
+0,q,0,1,1000,2000,4000,7000,1,2,3,4
+1,q,1,1,1000,4000,6000,7000,1,2,3,4
+2,v,2,1,1500,2500,12500,13500,1,2,3,4
+3,v,3,0,2000,0,0,2500,1,0,0,4
+CSV
+expect 0 "span 12.50 us, last block started at 1.00 us" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace"
+expect 0 "S_tp1_r16,v,2,12.500,0.500,stage 1,10.000,10.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace" --csv
+expect 0 "S_tp1_r16,q,2,12.500,0.000,wait\+index,2.000,3.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace" --csv
+expect 1 "no .csv traces" python3 "$SRC/scripts/trace_summary.py" "$TMP"
+expect 3 "no MLALORA_FAST_TRACE" "$BIN" bench --suite smoke --trace-dir "$TMP/tr" --out "$TMP/b.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
 expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
 # Every committed shape suite parses and names at least one shape of a known model.

@@ -148,8 +148,7 @@ Status write_trace(const std::string& dir, const std::string& shape_name, const 
 
 Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelConfig>& models, const BenchOptions& opt,
                  BenchResult* out) {
-  std::string why;
-  if (!gpu_available(&why)) return Status::NotSupported("mlalora bench needs a GPU: " + why);
+  // Argument checks before the device check: a wrong build is named even without a GPU.
   if (!opt.trace_dir.empty()) {
     if (!optimized::fast_trace_compiled())
       return Status::NotSupported("--trace-dir: this build has no MLALORA_FAST_TRACE (build it with scripts/trace_build.sh)");
@@ -157,6 +156,8 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
     std::filesystem::create_directories(opt.trace_dir, ec);
     if (ec) return Status::Invalid("--trace-dir: cannot create " + opt.trace_dir + ": " + ec.message());
   }
+  std::string why;
+  if (!gpu_available(&why)) return Status::NotSupported("mlalora bench needs a GPU: " + why);
   optimized::CopyBandwidth cb;
   MLALORA_RETURN_IF_ERROR(optimized::measure_copy_bandwidth(0, 20, &cb));
   out->copy_bytes_per_second = cb.bytes_per_second;
