@@ -317,44 +317,6 @@ __device__ __forceinline__ void stage_weight_rows(T* dst, int pitch, const T* sr
   }
 }
 
-// Block-wide weight staging by bulk copies (MLALORA_FAST_BULK_WEIGHTS, on
-// by default; 0 builds the cp.async staging of version 4 for A/B): the
-// block's copies of B_kc (q stage 1) and B_vc (v stage 2) when its four
-// warps share one head. One bulk copy per weight row of 2r bytes, so a
-// row costs one instruction instead of r/8 16-byte cp.async: at one or two
-// blocks per SM (decode) the cp.async staging moved 4-7 GB/s per block
-// (PERF.md, fifth session). Needs r % 8 == 0 (whole 16-byte pieces; other
-// ranks keep cp.async); columns [r, r16) and rows >= nvalid are zeroed by
-// the threads, as in stage_weight_rows. Completion: thread 0 posts the
-// bytes on `bar`; every thread waits on it (mbar_wait) before reading.
-#ifndef MLALORA_FAST_BULK_WEIGHTS
-#define MLALORA_FAST_BULK_WEIGHTS 1
-#endif
-constexpr bool kBulkWeights = MLALORA_FAST_BULK_WEIGHTS != 0;
-template <int RMAX, typename T>
-__device__ __forceinline__ void bulk_weight_rows(T* dst, int pitch, const T* src, long long ld, int rows, int nvalid,
-                                                 int r, int r16, uint64_t* bar, int t, int nt) {
-  const int nv = max(0, min(rows, nvalid));
-  fence_proxy_async_smem();  // this buffer was last read/written through the generic proxy
-  if (t == 0) mbar_arrive_expect_tx(bar, static_cast<uint32_t>(nv) * 2u * static_cast<uint32_t>(r));
-  for (int i = t; i < nv; i += nt) bulk_copy_g2s(dst + i * pitch, src + i * ld, 2u * static_cast<uint32_t>(r), bar);
-  constexpr int kPieces = RMAX / 8;
-  for (int idx = t; idx < rows * kPieces; idx += nt) {
-    const int row = idx / kPieces, col = (idx % kPieces) * 8;
-    if (col >= r16 || (row < nv && col < r)) continue;
-    *reinterpret_cast<uint4*>(dst + row * pitch + col) = make_uint4(0u, 0u, 0u, 0u);
-  }
-}
-// Both barriers of a block's double buffer, armed once per block (thread 0),
-// visible to every thread and to the async proxy after the next barrier.
-__device__ __forceinline__ void init_weight_barriers(uint64_t* bars) {
-  if (threadIdx.x == 0) {
-    mbar_init(bars, 1);
-    mbar_init(bars + 1, 1);
-    mbar_init_fence();
-  }
-}
-
 // Y accumulators (16 x RMAX, C layout) -> A fragments of the stage-2 MMA,
 // zero at j >= r, rounded to T.
 template <typename T, int RB>
@@ -551,13 +513,9 @@ __device__ __forceinline__ BStaging plan_b_staging(int elems, int units, int bp,
 // from the staged B_kc rows Bb (pitch BP). All X fragments of the step are
 // issued before the wait for the B copy, so they travel together.
 // BLOCK_SYNC: the B buffer is block-wide (barriers), else per warp.
-// bbar (block-wide bulk staging only): wait for the step's bulk copies on
-// it (phase `parity`) instead of for the cp.async groups, so stage 1 does
-// not also wait for the stage-2 chunks prefetched before it.
 template <typename T, int RB, bool BLOCK_SYNC>
 __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb, int BP, const T* xa, const T* xb,
-                                              int kb0, int ksteps, int D_qk, int r16, bool live, int lane,
-                                              uint64_t* bbar = nullptr, uint32_t parity = 0) {
+                                              int kb0, int ksteps, int D_qk, int r16, bool live, int lane) {
   constexpr int kMaxSteps = 8;
   uint32_t xf[kMaxSteps][4];
 #pragma unroll
@@ -569,8 +527,7 @@ __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb
     xf[s][2] = ldg32_if(xa + kb + 8, in && xa != nullptr);
     xf[s][3] = ldg32_if(xb + kb + 8, in && xb != nullptr);
   }
-  if (bbar != nullptr) mbar_wait(bbar, parity);
-  else cp_async_wait<1>();
+  cp_async_wait<1>();
   if (BLOCK_SYNC) __syncthreads();
   else __syncwarp();
   if (live) {
@@ -610,12 +567,6 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
   // share its B_kc (read once per block instead of once per warp).
   const bool shared_b = geo.hg == 1;
   const int units = shared_b ? 1 : kWarps;
-  __shared__ uint64_t b_bar[2];  // bulk B_kc staging: one barrier per buffer
-  const bool bulk_b = kBulkWeights && shared_b && r % 8 == 0;  // block-uniform
-  if (bulk_b) {
-    init_weight_barriers(b_bar);
-    __syncthreads();
-  }
   // `pre` stage-2 chunks are prefetched before stage 1; the slots after them
   // hold B_kc. Stage 1 is a chain of dependent copy-then-compute steps, so
   // the fewest steps win over prefetching (ties: the most prefetch).
@@ -671,10 +622,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
   auto load_b = [&](int kc, int buf) {
     T* dst = Bw + buf * bst.kch * BP;
     const T* src = Bh + static_cast<long long>(kc) * bst.kch * p.Bs1;
-    if (bulk_b)
-      bulk_weight_rows<RMAX>(dst, BP, src, p.Bs1, bst.kch, p.D_qk - kc * bst.kch, r, c.r16, b_bar + buf, tid,
-                             kThreads);
-    else if (shared_b)
+    if (shared_b)
       stage_weight_rows<RMAX>(dst, BP, src, p.Bs1, bst.kch, p.D_qk - kc * bst.kch, r, c.r16, tid, kThreads);
     else if (c.live)
       stage_weight_rows<RMAX>(dst, BP, src, p.Bs1, bst.kch, p.D_qk - kc * bst.kch, r, c.r16, lane, 32);
@@ -699,9 +647,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
     cp_async_commit();
     const T* Bb = Bw + (kc % bst.nbuf) * bst.kch * BP;
     if (shared_b)
-      q_stage1_step<T, RB, true>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane,
-                                 bulk_b ? b_bar + kc % bst.nbuf : nullptr,
-                                 static_cast<uint32_t>(kc / bst.nbuf) & 1u);
+      q_stage1_step<T, RB, true>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
     else
       q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
   }
@@ -802,15 +748,12 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   constexpr int RB = RMAX / 16, STAGES = SM::kStages, SE = SM::kStageElems, DC = SM::DC;
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
-  __shared__ uint64_t bv_bar[2];           // bulk B_vc staging (one-head blocks): one barrier per buffer
   TileCtx c;
   if (!tile_ctx(p, geo, v, at, c)) return;
   trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;
   const T* X = static_cast<const T*>(p.x);
-  const bool bulk_bv = kBulkWeights && geo.hg == 1 && r % 8 == 0;  // block-uniform
-  if (bulk_bv) init_weight_barriers(bv_bar);  // visible after the barrier below
   {
     // Row i of warp w's 16: lane 4*(i%8) of warp w holds it as ra (i < 8) / rb.
     const int ta = __shfl_sync(0xffffffffu, c.ra, (lane & 7) * 4);
@@ -895,12 +838,8 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
     constexpr int BP = SM::kBPitch, SS = SM::kSharedStep;
     auto load_step = [&](int d0, int buf) {
       T* Bs = ring + buf * SS;
-      if (bulk_bv)
-        bulk_weight_rows<RMAX>(Bs, BP, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16,
-                               bv_bar + buf, tid, kThreads);
-      else
-        stage_weight_rows<RMAX>(Bs, BP, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16,
-                                tid, kThreads);
+      stage_weight_rows<RMAX>(Bs, BP, Bv + static_cast<long long>(d0) * p.Bs1, p.Bs1, kChunk, kChunk, r, c.r16, tid,
+                              kThreads);
       if (c.live) warp_tile_io<T, kChunk / 8, true>(Bs + kChunk * BP + warp * 16 * kPitch, kPitch, p, c.h, c.ra, c.rb,
                                                      d0, lane);
     };
@@ -911,7 +850,6 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
       if (st + 1 < nsteps) load_step((st + 1) * kChunk, (st + 1) & 1);
       cp_async_commit();
       cp_async_wait<1>();
-      if (bulk_bv) mbar_wait(bv_bar + (st & 1), static_cast<uint32_t>(st >> 1) & 1u);
       __syncthreads();  // step st's B_vc rows (all threads' copies) visible
       if (c.live) {
         T* Bs = ring + (st & 1) * SS;
