@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session in one command (the device machine has no Eigen/Catch2/
 # rapidcheck headers, so everything is built here and carried).
-#   scripts/gpu_session.sh pack            # here: copy binaries into .gpu/ (git-ignored)
+#   scripts/gpu_session.sh pack            # here: binaries into .gpu/bin.tar.gz (git-ignored; gzip
+#                                          #   takes the ~50 MB of binaries to ~15 MB of the 64 MiB carry)
+#   scripts/gpu_session.sh unpack          # on the GPU machine: .gpu/bin.tar.gz -> .gpu/bin/ (run does it)
 #   scripts/gpu_session.sh run [CASES] [SUITE] [STEPS]   # on the GPU machine (see STEPS below)
 # Outputs go to $OUT (default ./gpu-out); a short table is printed last.
 set -uo pipefail
@@ -9,11 +11,19 @@ cd "$(dirname "$0")/.."
 mode="${1:-run}"
 if [ "$mode" = pack ]; then
   rm -rf .gpu && mkdir -p .gpu/bin .gpu/lib
-  cp build/property_tests/mlalora_gpu_tests build/property_tests/mlalora_tests build/harness/mlalora .gpu/bin/
+  cp build/property_tests/mlalora_gpu_tests build/harness/mlalora .gpu/bin/
   # Fallback copies of the HDF5 runtime chain, used only if the GPU host lacks them.
   for l in libhdf5_serial.so.103 libsz.so.2 libaec.so.0; do cp -L "/lib/x86_64-linux-gnu/$l" .gpu/lib/ 2>/dev/null; done
+  # Extra builds to A/B (scripts/bench_variants.sh EXE=...): PACK_EXTRA="name=path ...".
+  for e in ${PACK_EXTRA:-}; do cp "${e#*=}" ".gpu/bin/${e%%=*}"; done
+  strip .gpu/bin/* 2>/dev/null || true
+  tar czf .gpu/bin.tar.gz -C .gpu bin && rm -rf .gpu/bin
   du -sh .gpu
   exit 0
+fi
+if [ "$mode" = unpack ] || [ "$mode" = run ]; then
+  if [ -f .gpu/bin.tar.gz ] && [ ! -x .gpu/bin/mlalora ]; then tar xzf .gpu/bin.tar.gz -C .gpu; fi
+  [ "$mode" = unpack ] && exit 0
 fi
 CASES="${2:-2000}"
 SUITE="${3:-smoke}"
