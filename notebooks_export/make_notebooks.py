@@ -397,6 +397,13 @@ def throughput_notebook():
                 print(f"measured copy bandwidth: {copy_bw / 1e9:.1f} GB/s")
             else:
                 note("copy bandwidth unknown; the roofline line is not drawn.")
+            # Latency floor of a graph-launched kernel in the same run (reports
+            # since the fifth session): what a decode call cannot go below.
+            launch = rep.attrs.get("graph_launch_floor_us")
+            dep = rep.attrs.get("dependent_load_us")
+            if launch is not None and dep is not None:
+                print(f"latency floor: graph launch {float(launch):.2f} us + "
+                      f"{float(dep):.3f} us per dependent DRAM load (L2 flushed)")
         """),
         md("""
         ## Rows used
