@@ -31,6 +31,17 @@ def run(*args):
     return p.returncode, p.stdout + p.stderr
 
 
+def expect(args, want, what):
+    """Runs targets.py on args; True when it exits 0 and prints every string of want."""
+    rc, txt = run(*args)
+    fails = [w for w in want if w not in txt]
+    if rc != 0 or fails:
+        print(txt)
+        print(f"FAIL: {what}: missing", fails, "rc", rc)
+        return False
+    return True
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -52,30 +63,18 @@ def main():
         # an incorrect fused row is not timed and counts nowhere
         ("bad", F, "graph", "incorrect", "decode", 0.0, 1.0, 0.0),
     ])
-    rc, txt = run(rep)
-    want = [">= 70% of copy bandwidth (floor >= 50 us): 1 of 2", "decode within 2x floor + 5 us: 1 of 2",
-            "faster than cublas-naive: 3 of 4", "| bad | 1.00 | incorrect |"]
-    fails = [w for w in want if w not in txt]
-    if rc != 0 or fails:
-        print(txt)
-        print("FAIL: missing", fails, "rc", rc)
+    if not expect([rep], [">= 70% of copy bandwidth (floor >= 50 us): 1 of 2", "decode within 2x floor + 5 us: 1 of 2",
+                          "faster than cublas-naive: 3 of 4", "| bad | 1.00 | incorrect |"], "verdicts"):
         return 1
     # with the latency probe's attributes: round trips of the decode rows
     with h5py.File(rep, "a") as f:
         f.attrs["graph_launch_floor_us"] = 3.0
         f.attrs["dependent_load_us"] = 0.5
-    rc, txt = run(rep)
-    want = ["graph launch 3.00 us + 0.500 us per dependent DRAM load",
-            "2x+5: yes (round trips: limit 12, fused 12)", "2x+5: NO (round trips: limit 12, fused 12)"]
-    fails = [w for w in want if w not in txt]
-    if rc != 0 or fails:
-        print(txt)
-        print("FAIL: latency columns missing", fails, "rc", rc)
+    if not expect([rep], ["graph launch 3.00 us + 0.500 us per dependent DRAM load",
+                          "2x+5: yes (round trips: limit 12, fused 12)", "2x+5: NO (round trips: limit 12, fused 12)"],
+                  "latency columns"):
         return 1
-    rc, txt = run(rep, "--baseline", rep)
-    if rc != 0 or "| big/ok | 78.10 | 110.00 | 71.0 | 110.00 | 1.00 |" not in txt:
-        print(txt)
-        print("FAIL: baseline column")
+    if not expect([rep, "--baseline", rep], ["| big/ok | 78.10 | 110.00 | 71.0 | 110.00 | 1.00 |"], "baseline column"):
         return 1
     bad = os.path.join(out, "not-throughput.h5")
     with h5py.File(bad, "w") as f:
