@@ -167,7 +167,10 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
   MLALORA_RETURN_IF_ERROR(flush.allocate(optimized::l2_flush_bytes()));
   cudaStream_t stream;
   MLALORA_RETURN_IF_ERROR(cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"));
-  MLALORA_RETURN_IF_ERROR(measure_latency_floor(opt, stream, flush, out));
+  if (Status lat = measure_latency_floor(opt, stream, flush, out); !lat.ok()) {
+    cudaStreamDestroy(stream);
+    return lat;
+  }
   std::fprintf(stderr,
                "latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed); "
                "empty kernel of 2 blocks per SM with 81 KiB smem: %.2f us\n",
