@@ -35,18 +35,25 @@ const char* tensor_name(TensorId id) {
 
 const char* side_name(Side s) { return s == Side::q ? "q" : "v"; }
 
-const Strides3& Layout::of(TensorId id) const {
+// The member of a per-tensor struct (Layout, ProblemTensors: one member
+// per TensorId, same names) that belongs to tensor `id`; const follows `s`.
+namespace {
+template <typename PerTensor>
+auto& member_of(PerTensor& s, TensorId id) {
   switch (id) {
-    case TensorId::q_nope: return q_nope;
-    case TensorId::q_nope_out: return q_nope_out;
-    case TensorId::attn_latent: return attn_latent;
-    case TensorId::attn_bmm_out: return attn_bmm_out;
-    case TensorId::A: return A;
-    case TensorId::B: return B;
+    case TensorId::q_nope: return s.q_nope;
+    case TensorId::q_nope_out: return s.q_nope_out;
+    case TensorId::attn_latent: return s.attn_latent;
+    case TensorId::attn_bmm_out: return s.attn_bmm_out;
+    case TensorId::A: return s.A;
+    case TensorId::B: return s.B;
   }
-  return q_nope;
+  return s.q_nope;
 }
-Strides3& Layout::of(TensorId id) { return const_cast<Strides3&>(static_cast<const Layout*>(this)->of(id)); }
+}  // namespace
+
+const Strides3& Layout::of(TensorId id) const { return member_of(*this, id); }
+Strides3& Layout::of(TensorId id) { return member_of(*this, id); }
 
 Shape3 tensor_shape(const Dims& d, TensorId id) {
   switch (id) {
@@ -234,18 +241,8 @@ std::vector<bool> HostTensor::logical_mask() const {
   return m;
 }
 
-HostTensor& ProblemTensors::of(TensorId id) {
-  switch (id) {
-    case TensorId::q_nope: return q_nope;
-    case TensorId::q_nope_out: return q_nope_out;
-    case TensorId::attn_latent: return attn_latent;
-    case TensorId::attn_bmm_out: return attn_bmm_out;
-    case TensorId::A: return A;
-    case TensorId::B: return B;
-  }
-  return q_nope;
-}
-const HostTensor& ProblemTensors::of(TensorId id) const { return const_cast<ProblemTensors*>(this)->of(id); }
+HostTensor& ProblemTensors::of(TensorId id) { return member_of(*this, id); }
+const HostTensor& ProblemTensors::of(TensorId id) const { return member_of(*this, id); }
 
 ProblemTensors allocate_tensors(const ProblemShape& s, float fill) {
   ProblemTensors t;
