@@ -5,12 +5,15 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "mlalora/status.hpp"
 
 namespace mlalora::test {
 
@@ -56,6 +59,33 @@ inline std::vector<char> flip_bytes(const std::vector<char>& bytes, std::mt19937
 inline void write_bytes(const std::string& p, const std::vector<char>& b) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+// The byte-flip fuzz loop of the file readers' tests: `iters` corruptions of
+// the file `good` (flip_bytes, replayed by `seed`), each written to a scratch
+// file in `tmp` and handed to `load_and_check(path)`, which returns the
+// reader's status and, when the file loaded, REQUIREs that what it loaded is
+// valid. A refusal must carry a message. Prints the counts under `tag`.
+template <typename LoadAndCheck>
+void byte_flip_fuzz(const char* tag, uint64_t seed, int iters, const std::string& good, const TempDir& tmp,
+                    LoadAndCheck&& load_and_check) {
+  const std::vector<char> bytes = read_bytes(good);
+  std::mt19937_64 rng(seed);
+  int loaded = 0, refused = 0;
+  for (int it = 0; it < iters; ++it) {
+    const std::string f = tmp("fuzz.h5");
+    write_bytes(f, flip_bytes(bytes, rng, 256));
+    INFO("iteration " << it << " (the corruption is replayed by the seed)");
+    const Status st = load_and_check(f);
+    if (st.ok()) {
+      ++loaded;
+    } else {
+      ++refused;
+      REQUIRE(!st.message.empty());
+    }
+  }
+  std::printf("[%s] %d loaded (valid), %d refused\n", tag, loaded, refused);
+  CHECK(loaded + refused == iters);
 }
 
 // Surgery on an existing HDF5 file, for tests that feed readers mistyped or
