@@ -16,6 +16,7 @@
 #include "mlalora/optimized/cublas_naive.hpp"
 #include "mlalora/optimized/fast_trace.hpp"
 #include "mlalora/optimized/latency_probe.hpp"
+#include "mlalora/optimized/staging_probe.hpp"
 
 namespace mlalora::harness {
 
@@ -68,32 +69,55 @@ void fill_speedups(BenchResult* out) {
     if (r.median_us > 0 && naive.count(r.shape.name())) r.speedup_vs_naive = naive[r.shape.name()] / r.median_us;
 }
 
+// `body` (launches on `stream`) captured into an instantiated graph: the
+// graph mode of every shape and of the probes. *exec is null on failure.
+Status capture_graph(cudaStream_t stream, const std::function<Status()>& body, cudaGraphExec_t* exec) {
+  *exec = nullptr;
+  cudaGraph_t g = nullptr;
+  Status st = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
+  if (st.ok()) {
+    Status in = body();
+    st = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
+    if (st.ok()) st = in;
+  }
+  if (st.ok()) st = cuda_check(cudaGraphInstantiate(exec, g, 0), "cudaGraphInstantiate");
+  if (g) cudaGraphDestroy(g);
+  if (!st.ok() && *exec) cudaGraphExecDestroy(*exec), *exec = nullptr;
+  return st;
+}
+
+// `body` as one graph, timed like a shape's graph mode (L2 flushed before
+// each repetition; `after_flush` runs between the flush and the start event).
+Status time_as_graph(const std::function<Status()>& body, const BenchOptions& opt, cudaStream_t stream,
+                     DeviceBuffer& flush, std::vector<double>* us, const std::function<Status()>& after_flush = {}) {
+  cudaGraphExec_t exec = nullptr;
+  Status st = capture_graph(stream, body, &exec);
+  if (st.ok())
+    st = time_launch([&] { return cuda_check(cudaGraphLaunch(exec, stream), "GraphLaunch"); }, opt.warmup,
+                     opt.repetitions, stream, flush, us, after_flush);
+  if (exec) cudaGraphExecDestroy(exec);
+  return st;
+}
+
+int sm_count() {
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    sms = 132;
+  return sms;
+}
+
 // The latency floor (optimized/latency_probe.hpp): one graph per chain
 // length, timed exactly like a shape's graph mode, then a least-squares line.
 Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, DeviceBuffer& flush, BenchResult* out) {
   optimized::DependentLoadChain chain;
   MLALORA_RETURN_IF_ERROR(chain.init(0, opt.seed));
-  int dev = 0, sms = 132;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    sms = 132;
+  const int sms = sm_count();
   // loads = -1: the empty kernel-shaped grid (launch_empty).
   for (int loads : {-1, 0, 1, 2, 4, 8, 16}) {
-    cudaGraph_t g = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    Status st = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
-    if (st.ok()) {
-      Status in = loads < 0 ? chain.launch_empty(2 * sms, 81 * 1024, stream) : chain.launch(loads, stream);
-      st = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
-      if (st.ok()) st = in;
-    }
-    if (st.ok()) st = cuda_check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
-    if (g) cudaGraphDestroy(g);
     std::vector<double> us;
-    if (st.ok())
-      st = time_launch([&] { return cuda_check(cudaGraphLaunch(exec, stream), "GraphLaunch"); }, opt.warmup,
-                       opt.repetitions, stream, flush, &us);
-    if (exec) cudaGraphExecDestroy(exec);
-    MLALORA_RETURN_IF_ERROR(st);
+    MLALORA_RETURN_IF_ERROR(time_as_graph(
+        [&] { return loads < 0 ? chain.launch_empty(2 * sms, 81 * 1024, stream) : chain.launch(loads, stream); }, opt,
+        stream, flush, &us));
     if (loads < 0) {
       out->graph_launch_wide_us = summarise(us).median;
       continue;
@@ -109,6 +133,62 @@ Status measure_latency_floor(const BenchOptions& opt, cudaStream_t stream, Devic
   for (auto [k, t] : out->dependent_load_chain_us) n += 1, sx += k, sy += t, sxx += double(k) * k, sxy += k * t;
   out->dependent_load_us = (n * sxy - sx * sy) / (n * sxx - sx * sx);
   out->graph_launch_floor_us = (sy - out->dependent_load_us * sx) / n;
+  return Status::Ok();
+}
+
+// The staging probe (optimized/staging_probe.hpp): the per-block rate of
+// cp.async staging from a cold L2, for the grids and patterns of the fast
+// path's small batches. Each case is checked once (per-block checksums
+// against the host's pattern) before it is timed as a graph.
+Status measure_staging(const BenchOptions& opt, cudaStream_t stream, DeviceBuffer& flush, BenchResult* out) {
+  optimized::StagingProbe probe;
+  MLALORA_RETURN_IF_ERROR(probe.init(0, opt.seed));
+  DeviceBuffer clean;  // swept after the memset flush for the clean_l2 cases
+  MLALORA_RETURN_IF_ERROR(clean.allocate(flush.bytes()));
+  const int sms = sm_count();
+  using optimized::StagingCase;
+  std::vector<StagingCase> cases;
+  auto add = [&](int blocks, int threads, int bytes, int row_bytes = 0, int row_pitch = 0, bool clean_l2 = false) {
+    StagingCase c;
+    c.blocks = blocks, c.threads = threads, c.bytes_per_block = bytes, c.row_bytes = row_bytes;
+    c.row_pitch = row_pitch, c.clean_l2 = clean_l2;
+    cases.push_back(c);
+  };
+  // One block per SM, the T=1 grids' density: the rate against bytes.
+  for (int kb : {0, 4, 16, 32, 64}) add(sms, 128, kb * 1024);
+  add(sms, 32, 32 * 1024);                 // one warp issues everything (per-warp B_kc staging)
+  add(sms, 128, 32 * 1024, 32, 256);       // 32-byte rows every 256 bytes (r = 16 of r_max = 128)
+  add(sms, 128, 32 * 1024, 128, 256);      // half rows (r = 64 of r_max = 128)
+  for (int kb : {0, 32}) add(1, 128, kb * 1024);        // one block alone on the GPU
+  for (int kb : {0, 32}) add(4 * sms, 128, kb * 1024);  // four blocks per SM
+  for (int kb : {0, 32}) add(sms, 128, kb * 1024, 0, 0, true);  // L2 full of clean lines
+  for (const StagingCase& c : cases) {
+    MLALORA_RETURN_IF_ERROR(probe.launch(c, true, stream));
+    std::vector<uint32_t> sums;
+    MLALORA_RETURN_IF_ERROR(probe.results(c.blocks, &sums));
+    for (int b = 0; b < c.blocks; ++b)
+      if (sums[static_cast<size_t>(b)] != probe.expected_sum(c, b))
+        return Status::DeviceError("staging probe " + c.name() + ": block " + std::to_string(b) + " staged sum " +
+                                   std::to_string(sums[static_cast<size_t>(b)]) + ", expected " +
+                                   std::to_string(probe.expected_sum(c, b)));
+    std::function<Status()> sweep;
+    if (c.clean_l2) sweep = [&] { return optimized::sweep_l2_clean(clean.get(), clean.bytes(), stream); };
+    std::vector<double> us;
+    MLALORA_RETURN_IF_ERROR(time_as_graph([&] { return probe.launch(c, false, stream); }, opt, stream, flush, &us, sweep));
+    BenchResult::StagingRow row;
+    row.name = c.name(), row.blocks = c.blocks, row.threads = c.threads, row.bytes_per_block = c.bytes_per_block;
+    row.row_bytes = c.row_bytes, row.row_pitch = c.row_pitch, row.clean_l2 = c.clean_l2;
+    row.median_us = summarise(us).median;
+    out->staging.push_back(row);
+  }
+  for (auto& r : out->staging) {
+    if (r.bytes_per_block == 0) continue;
+    for (const auto& z : out->staging)
+      if (z.bytes_per_block == 0 && z.blocks == r.blocks && z.threads == r.threads && z.clean_l2 == r.clean_l2) {
+        r.staging_us = r.median_us - z.median_us;
+        if (r.staging_us > 0) r.gbps_per_block = static_cast<double>(r.bytes_per_block) / (r.staging_us * 1e3);
+      }
+  }
   return Status::Ok();
 }
 
@@ -175,6 +255,14 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
                "latency floor: graph launch %.2f us + %.3f us per dependent DRAM load (L2 flushed); "
                "empty kernel of 2 blocks per SM with 81 KiB smem: %.2f us\n",
                out->graph_launch_floor_us, out->dependent_load_us, out->graph_launch_wide_us);
+  if (Status stg = measure_staging(opt, stream, flush, out); !stg.ok()) {
+    cudaStreamDestroy(stream);
+    return stg;
+  }
+  std::fprintf(stderr, "staging probe (cp.async to shared memory, L2 flushed; us over the 0-byte grid, GB/s per block):\n");
+  for (const auto& r : out->staging)
+    if (r.bytes_per_block > 0)
+      std::fprintf(stderr, "  %-28s %7.2f us  %6.1f GB/s per block\n", r.name.c_str(), r.staging_us, r.gbps_per_block);
   cublasHandle_t handle;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return Status::DeviceError("cublasCreate failed");
 
@@ -277,16 +365,7 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
           // One captured graph (both sides, live count read on the device);
           // with --decoy a second one on the decoy's buffers.
           auto capture = [&](DeviceProblem& on, cudaGraphExec_t* exec) {
-            cudaGraph_t g = nullptr;
-            Status cap = cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "BeginCapture");
-            if (cap.ok()) {
-              Status in = runner->run_both(on, path, true, stream);
-              cap = cuda_check(cudaStreamEndCapture(stream, &g), "EndCapture");
-              if (cap.ok()) cap = in;
-            }
-            if (cap.ok()) cap = cuda_check(cudaGraphInstantiate(exec, g, 0), "cudaGraphInstantiate");
-            if (g) cudaGraphDestroy(g);
-            return cap;
+            return capture_graph(stream, [&] { return runner->run_both(on, path, true, stream); }, exec);
           };
           Status cap = capture(dp, graph.get());
           std::function<Status()> graph_decoy;

@@ -110,6 +110,17 @@ struct BenchResult {
   // kernel shaped like ours.
   double graph_launch_wide_us = 0;
   bool decoy = false;  // timed with BenchOptions::decoy
+  // The staging probe (optimized/staging_probe.hpp), timed like the shapes:
+  // one row per case; staging_us = median_us - the median of the same grid
+  // with 0 bytes (same blocks, threads and L2 state), gbps_per_block =
+  // bytes_per_block / staging_us.
+  struct StagingRow {
+    std::string name;
+    int64_t blocks = 0, threads = 0, bytes_per_block = 0, row_bytes = 0, row_pitch = 0;
+    bool clean_l2 = false;
+    double median_us = 0, staging_us = 0, gbps_per_block = 0;
+  };
+  std::vector<StagingRow> staging;
   std::vector<BenchRow> rows;
 };
 
