@@ -148,20 +148,26 @@ Status measure_staging(const BenchOptions& opt, cudaStream_t stream, DeviceBuffe
   const int sms = sm_count();
   using optimized::StagingCase;
   std::vector<StagingCase> cases;
-  auto add = [&](int blocks, int threads, int bytes, int row_bytes = 0, int row_pitch = 0, bool clean_l2 = false) {
+  auto add = [&](int blocks, int threads, int bytes, int row_bytes = 0, int row_pitch = 0, int share = 1,
+                 bool rotate = false, bool clean_l2 = false) {
     StagingCase c;
     c.blocks = blocks, c.threads = threads, c.bytes_per_block = bytes, c.row_bytes = row_bytes;
-    c.row_pitch = row_pitch, c.clean_l2 = clean_l2;
+    c.row_pitch = row_pitch, c.share = share, c.rotate = rotate, c.clean_l2 = clean_l2;
     cases.push_back(c);
   };
   // One block per SM, the T=1 grids' density: the rate against bytes.
   for (int kb : {0, 4, 16, 32, 64}) add(sms, 128, kb * 1024);
-  add(sms, 32, 32 * 1024);                 // one warp issues everything (per-warp B_kc staging)
-  add(sms, 128, 32 * 1024, 32, 256);       // 32-byte rows every 256 bytes (r = 16 of r_max = 128)
-  add(sms, 128, 32 * 1024, 128, 256);      // half rows (r = 64 of r_max = 128)
+  for (int kb : {0, 32}) add(sms, 32, kb * 1024);  // one warp issues everything (per-warp B_kc staging)
+  add(sms, 128, 32 * 1024, 32, 256);             // 32-byte rows every 256 bytes (r = 16 of r_max = 128)
+  add(sms, 128, 32 * 1024, 128, 256);            // half rows (r = 64 of r_max = 128)
+  // Groups of blocks reading the same bytes at the same time (8 column
+  // splits of one head, 16 heads of one split at T=1 TP=8), in the same
+  // order or each starting at its own offset.
+  for (int share : {8, 16, sms})
+    for (bool rotate : {false, true}) add(sms, 128, 32 * 1024, 0, 0, share, rotate);
   for (int kb : {0, 32}) add(1, 128, kb * 1024);        // one block alone on the GPU
   for (int kb : {0, 32}) add(4 * sms, 128, kb * 1024);  // four blocks per SM
-  for (int kb : {0, 32}) add(sms, 128, kb * 1024, 0, 0, true);  // L2 full of clean lines
+  for (int kb : {0, 32}) add(sms, 128, kb * 1024, 0, 0, 1, false, true);  // L2 full of clean lines
   for (const StagingCase& c : cases) {
     MLALORA_RETURN_IF_ERROR(probe.launch(c, true, stream));
     std::vector<uint32_t> sums;

@@ -40,13 +40,15 @@ __global__ void fill_kernel(uint32_t* w, size_t words, uint32_t seed) {
 // issued, one commit, one wait (the shape of the fast path's stage 1 with
 // nothing else in it).
 __global__ void stage_kernel(const char* __restrict__ src, size_t region_stride, int bytes, int row_bytes,
-                             int row_pitch, int checksum, uint32_t* __restrict__ results) {
+                             int row_pitch, int share, int rotate, int checksum, uint32_t* __restrict__ results) {
   extern __shared__ uint4 staged[];
   __shared__ uint32_t block_sum;
-  const char* base = src + blockIdx.x * region_stride;
+  const char* base = src + (blockIdx.x / share) * region_stride;
   const int pieces = bytes / 16, per_row = row_bytes / 16;
+  const int first = rotate ? static_cast<int>((blockIdx.x % share) * static_cast<long long>(pieces) / share) : 0;
   if (threadIdx.x == 0) block_sum = 0u;
-  for (int i = static_cast<int>(threadIdx.x); i < pieces; i += static_cast<int>(blockDim.x)) {
+  for (int k = static_cast<int>(threadIdx.x); k < pieces; k += static_cast<int>(blockDim.x)) {
+    const int i = k + first < pieces ? k + first : k + first - pieces;
     const int row = i / per_row, col = i - row * per_row;
     detail::ptx::cp_async16(staged + i, base + static_cast<size_t>(row) * row_pitch + 16 * col);
   }
@@ -95,6 +97,7 @@ Status check_case(const StagingCase& c) {
     if (c.bytes_per_block % c.row_bytes)
       return bad("bytes_per_block", c.bytes_per_block, "must be a whole number of rows (row_bytes)");
   }
+  if (c.share < 1 || c.share > c.blocks) return bad("share", c.share, "must be in 1..blocks");
   return Status::Ok();
 }
 
@@ -103,6 +106,7 @@ Status check_case(const StagingCase& c) {
 std::string StagingCase::name() const {
   std::string n = "b" + std::to_string(blocks) + ".t" + std::to_string(threads) + "." + std::to_string(bytes_per_block) + "B";
   if (row_bytes > 0) n += ".r" + std::to_string(row_bytes) + "p" + std::to_string(row_pitch);
+  if (share > 1) n += ".s" + std::to_string(share) + (rotate ? "rot" : "");
   if (clean_l2) n += ".clean";
   return n;
 }
@@ -139,16 +143,17 @@ Status StagingProbe::launch(const StagingCase& c, bool checksum, cudaStream_t st
   if (!src_) return Status::Invalid("StagingProbe::launch before init");
   MLALORA_RETURN_IF_ERROR(check_case(c));
   const size_t stride = region_stride(c);
-  if (stride * static_cast<size_t>(c.blocks) > bytes_)
-    return Status::Invalid("StagingCase.blocks = " + std::to_string(c.blocks) + ": " + std::to_string(c.blocks) +
+  const size_t regions = static_cast<size_t>((c.blocks + c.share - 1) / c.share);
+  if (stride * regions > bytes_)
+    return Status::Invalid("StagingCase.blocks = " + std::to_string(c.blocks) + ": " + std::to_string(regions) +
                            " regions of " + std::to_string(stride) + " bytes exceed the " + std::to_string(bytes_) +
                            "-byte source buffer");
   MLALORA_RETURN_IF_ERROR(cuda_check(
       cudaFuncSetAttribute(stage_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBytesPerBlock),
       "cudaFuncSetAttribute"));
   stage_kernel<<<c.blocks, c.threads, static_cast<size_t>(c.bytes_per_block), stream>>>(
-      static_cast<const char*>(src_), stride, c.bytes_per_block, layout_row_bytes(c), layout_row_pitch(c),
-      checksum ? 1 : 0, results_);
+      static_cast<const char*>(src_), stride, c.bytes_per_block, layout_row_bytes(c), layout_row_pitch(c), c.share,
+      c.rotate ? 1 : 0, checksum ? 1 : 0, results_);
   return cuda_check(cudaGetLastError(), "stage_kernel launch");
 }
 
@@ -165,7 +170,7 @@ Status StagingProbe::results(int blocks, std::vector<uint32_t>* out) const {
 uint32_t StagingProbe::expected_sum(const StagingCase& c, int block) const {
   const int rb = layout_row_bytes(c), pitch = layout_row_pitch(c);
   if (c.bytes_per_block <= 0 || rb <= 0) return 0u;
-  const size_t base = static_cast<size_t>(block) * region_stride(c);
+  const size_t base = static_cast<size_t>(block / std::max(1, c.share)) * region_stride(c);
   uint32_t s = 0u;
   for (int row = 0; row < c.bytes_per_block / rb; ++row)
     for (int k = 0; k < rb / 4; ++k)

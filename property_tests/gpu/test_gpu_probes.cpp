@@ -83,7 +83,9 @@ TEST_CASE("Staging probe: every block stages exactly its own region's bytes", "[
   // the thread count's pieces, and the largest allowed block.
   const StagingCase cases[] = {
       {1, 128, 16}, {3, 32, 4096}, {132, 128, 32 * 1024}, {7, 96, 4096 + 48},
-      {5, 128, 32 * 1024, 32, 256}, {4, 64, 8 * 1024, 128, 272}, {2, 1024, 160 * 1024}, {9, 128, 0}};
+      {5, 128, 32 * 1024, 32, 256}, {4, 64, 8 * 1024, 128, 272}, {2, 1024, 160 * 1024}, {9, 128, 0},
+      // groups of blocks on one region, in order and rotated (a rotation must still stage every piece once)
+      {24, 128, 4096 + 32, 0, 0, 8, false}, {24, 128, 4096 + 32, 0, 0, 8, true}, {10, 64, 2048, 32, 96, 3, true}};
   for (const StagingCase& c : cases) {
     INFO("case " << c.name());
     // Poison the result words: a block that wrote nothing cannot pass.
@@ -97,7 +99,8 @@ TEST_CASE("Staging probe: every block stages exactly its own region's bytes", "[
       if (sums[static_cast<size_t>(b)] != probe.expected_sum(c, b)) ++bad, last_bad = b, first_bad = first_bad < 0 ? b : first_bad;
     INFO(bad << " blocks wrong, first " << first_bad << ", last " << last_bad);
     CHECK(bad == 0);
-    if (c.bytes_per_block > 0) CHECK(probe.expected_sum(c, 0) != probe.expected_sum(c, 1));  // regions differ
+    if (c.bytes_per_block > 0) CHECK(probe.expected_sum(c, 0) != probe.expected_sum(c, c.share));  // regions differ
+    if (c.share > 1) CHECK(probe.expected_sum(c, 0) == probe.expected_sum(c, c.share - 1));  // a group shares one
   }
   cudaStreamDestroy(stream);
 }
@@ -107,7 +110,9 @@ TEST_CASE("Staging probe: bad cases are refused with the argument named", "[prob
   mlalora::optimized::StagingProbe probe;
   CHECK(probe.launch({1, 128, 16}, false, nullptr).code == StatusCode::invalid_argument);  // before init
   CHECK(probe.init(1000, 1).code == StatusCode::invalid_argument);
-  CHECK(StagingCase{132, 128, 32 * 1024, 32, 256, true}.name() == "b132.t128.32768B.r32p256.clean");
+  StagingCase named{132, 128, 32 * 1024, 32, 256};
+  named.share = 8, named.rotate = true, named.clean_l2 = true;
+  CHECK(named.name() == "b132.t128.32768B.r32p256.s8rot.clean");
   CHECK(mlalora::optimized::StagingProbe::region_stride({1, 128, 16}) == size_t{64} << 10);
   CHECK(mlalora::optimized::StagingProbe::region_stride({1, 128, 32 * 1024, 32, 256}) == size_t{256} << 10);
   MLALORA_SKIP_WITHOUT_GPU();
@@ -123,7 +128,9 @@ TEST_CASE("Staging probe: bad cases are refused with the argument named", "[prob
                      {{1, 128, 64, 24, 32}, "row_bytes"},
                      {{1, 128, 64, 32, 16}, "row_pitch"},
                      {{1, 128, 48, 32, 32}, "bytes_per_block"},
-                     {{17, 128, 16}, "blocks"}};  // 17 regions of 64 KiB > 1 MiB
+                     {{17, 128, 16}, "blocks"},  // 17 regions of 64 KiB > 1 MiB
+                     {{4, 128, 16, 0, 0, 5}, "share"},
+                     {{4, 128, 16, 0, 0, 0}, "share"}};
   for (const Bad& b : bad) {
     const auto st = probe.launch(b.c, false, nullptr);
     INFO(b.c.name() << ": " << st.message);

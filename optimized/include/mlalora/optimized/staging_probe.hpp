@@ -31,9 +31,16 @@ struct StagingCase {
   // multiple of 16), like the rows of a LoRA weight with r < r_max.
   int row_bytes = 0;
   int row_pitch = 0;
+  // Blocks b and b' read the same region when b / share == b' / share (the
+  // fast path's column splits of one head all read its B_kc; the heads of one
+  // split all read the same A chunk): share = 1 gives each block its own.
+  int share = 1;
+  // With share > 1: block b starts at piece (b % share) * pieces / share and
+  // wraps around, so the blocks of a group ask for different lines at first.
+  bool rotate = false;
   bool clean_l2 = false;  // timed after a read sweep that leaves the L2 full of clean lines (the bench's
                           // memset flush leaves it full of dirty ones); the launch itself ignores it
-  // "b132.t128.32768B[.r32p256][.clean]": a stable name for reports.
+  // "b132.t128.32768B[.r32p256][.s8[rot]][.clean]": a stable name for reports.
   std::string name() const;
 };
 
