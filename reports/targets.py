@@ -17,6 +17,11 @@ number of dependent DRAM round trips the 2x+5 limit leaves after the launch
 floor, (limit - L) / d, next to the number the fused kernel spent,
 (fused - L) / d: how far a decode shape is from its target in the unit a
 kernel designer controls.
+
+Reports that carry the staging probe (table /staging_probe: the time one
+block of a grid needs to cp.async its bytes into shared memory from a cold
+L2, over the same grid with no bytes) print it first: the per-block rate a
+small batch's weight staging is judged against.
 """
 import argparse
 import sys
@@ -43,6 +48,13 @@ def load(path):
         if "graph_launch_floor_us" in f.attrs and "dependent_load_us" in f.attrs:
             lat = (float(f.attrs["graph_launch_floor_us"]), float(f.attrs["dependent_load_us"]),
                    float(f.attrs.get("graph_launch_wide_us", 0.0)))
+        staging = []
+        if "staging_probe" in f:
+            t = f["staging_probe"]
+            for i, name in enumerate(text(t["case"][:])):
+                if int(t["bytes_per_block"][i]) > 0:
+                    staging.append((name, int(t["bytes_per_block"][i]), float(t["staging_us"][i]),
+                                    float(t["gbps_per_block"][i])))
     rows = {}
     for i in range(len(shape)):
         rows[(shape[i], impl[i], mode[i])] = {
@@ -52,7 +64,7 @@ def load(path):
     for s in shape:
         if s not in order:
             order.append(s)
-    return rows, order, lat
+    return rows, order, lat, staging
 
 
 def main():
@@ -61,11 +73,18 @@ def main():
     ap.add_argument("--baseline")
     ap.add_argument("--baseline-name", default="old")
     a = ap.parse_args()
-    rows, order, lat = load(a.report)
+    rows, order, lat, staging = load(a.report)
     base = load(a.baseline)[0] if a.baseline else {}
     if lat is not None:
         print(f"latency floor in this run: graph launch {lat[0]:.2f} us + {lat[1]:.3f} us per dependent DRAM load"
               + (f"; empty kernel of 2 blocks per SM with 81 KiB smem: {lat[2]:.2f} us" if lat[2] > 0 else "") + "\n")
+    if staging:
+        print("staging probe in this run (cp.async into shared memory, L2 flushed; time over the same grid with 0 bytes):")
+        print("| case | bytes per block | staging us | GB/s per block |")
+        print("|---|---|---|---|")
+        for name, b, us, rate in staging:
+            print(f"| {name} | {b} | {us:.2f} | {rate:.1f} |")
+        print()
     hdr = ["shape", "floor us", "fused us (graph)", "% copy BW"]
     if base:
         hdr += [f"{a.baseline_name} us", f"{a.baseline_name}/new"]

@@ -74,6 +74,21 @@ def main():
                           "2x+5: yes (round trips: limit 12, fused 12)", "2x+5: NO (round trips: limit 12, fused 12)"],
                   "latency columns"):
         return 1
+    # with the staging probe's table: printed, 0-byte baselines left out
+    with h5py.File(rep, "a") as f:
+        g = f.create_group("staging_probe")
+        g.create_dataset("case", data=np.array(["b132.t128.0B", "b132.t128.4096B"], dtype=object),
+                         dtype=h5py.string_dtype())
+        g.create_dataset("bytes_per_block", data=np.array([0, 4096], dtype=np.int64))
+        g.create_dataset("staging_us", data=np.array([0.0, 1.25]))
+        g.create_dataset("gbps_per_block", data=np.array([0.0, 3.2768]))
+    if not expect([rep], ["| b132.t128.4096B | 4096 | 1.25 | 3.3 |", "staging probe in this run"], "staging table"):
+        return 1
+    rc, txt = run(rep)
+    if "b132.t128.0B" in txt:
+        print(txt)
+        print("FAIL: the 0-byte baseline case must not be printed as a staging row")
+        return 1
     if not expect([rep, "--baseline", rep], ["| big/ok | 78.10 | 110.00 | 71.0 | 110.00 | 1.00 |"], "baseline column"):
         return 1
     bad = os.path.join(out, "not-throughput.h5")

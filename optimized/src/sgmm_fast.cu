@@ -106,6 +106,16 @@ __device__ __forceinline__ void trace_mark(int) {}
 __device__ __forceinline__ void trace_entry(int) {}
 __device__ __forceinline__ void trace_end() {}
 #endif
+// Mark 2 is "stage 1 done" (Y in registers) in MLALORA_FAST_TRACE=1 builds;
+// MLALORA_FAST_TRACE=2 builds move it to "stage 1's first staged bytes have
+// landed" (after the first wait + barrier of stage 1), which splits stage 1
+// into issue + wait and the rest (scripts/trace_build.sh TRACE=2).
+__device__ __forceinline__ void trace_stage1_landed(bool first) {
+  if (MLALORA_FAST_TRACE == 2 && first) trace_mark(2);
+}
+__device__ __forceinline__ void trace_stage1_done() {
+  if (MLALORA_FAST_TRACE == 1) trace_mark(2);
+}
 
 namespace {
 
@@ -530,6 +540,7 @@ __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb
   cp_async_wait<1>();
   if (BLOCK_SYNC) __syncthreads();
   else __syncwarp();
+  trace_stage1_landed(kb0 == 0);
   if (live) {
 #pragma unroll
     for (int s = 0; s < kMaxSteps; ++s) {
@@ -652,7 +663,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
       q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
   }
   __syncthreads();    // every warp is done with B_kc: its slots become stage-2 ring slots
-  trace_mark(2);
+  trace_stage1_done();
   allow_next_grid();  // the v side may launch as the last q blocks reach stage 2
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
@@ -804,6 +815,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   for (int kc = 0; kc < nk; ++kc) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // slice kc visible; every warp done with slice kc-1's buffer
+    trace_stage1_landed(kc == 0);
     if (kc + STAGES - 1 < nk) load_stage(kc + STAGES - 1, (kc + STAGES - 1) % STAGES);
     cp_async_commit();
     if (c.live) {
@@ -827,7 +839,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   }
   cp_async_wait<0>();
   __syncthreads();  // the ring becomes stage-2 staging
-  trace_mark(2);
+  trace_stage1_done();
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
   const T* Bv = static_cast<const T*>(p.B) + static_cast<long long>(c.slot) * p.Bs0 +
