@@ -171,7 +171,7 @@ Status measure_staging(const BenchOptions& opt, cudaStream_t stream, DeviceBuffe
   for (const StagingCase& c : cases) {
     MLALORA_RETURN_IF_ERROR(probe.launch(c, true, stream));
     std::vector<uint32_t> sums;
-    MLALORA_RETURN_IF_ERROR(probe.results(c.blocks, &sums));
+    MLALORA_RETURN_IF_ERROR(probe.results(c.blocks, &sums, stream));
     for (int b = 0; b < c.blocks; ++b)
       if (sums[static_cast<size_t>(b)] != probe.expected_sum(c, b))
         return Status::DeviceError("staging probe " + c.name() + ": block " + std::to_string(b) + " staged sum " +

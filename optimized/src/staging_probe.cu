@@ -157,14 +157,15 @@ Status StagingProbe::launch(const StagingCase& c, bool checksum, cudaStream_t st
   return cuda_check(cudaGetLastError(), "stage_kernel launch");
 }
 
-Status StagingProbe::results(int blocks, std::vector<uint32_t>* out) const {
+Status StagingProbe::results(int blocks, std::vector<uint32_t>* out, cudaStream_t stream) const {
   if (!results_ || !out) return Status::Invalid("StagingProbe::results before init or with a null out");
   if (blocks < 0 || blocks > max_blocks_)
     return Status::Invalid("blocks = " + std::to_string(blocks) + " must be in 0..65535");
   out->assign(static_cast<size_t>(blocks), 0u);
-  return cuda_check(cudaMemcpy(out->data(), results_, sizeof(uint32_t) * static_cast<size_t>(blocks),
-                               cudaMemcpyDeviceToHost),
-                    "cudaMemcpy(results)");
+  MLALORA_RETURN_IF_ERROR(cuda_check(cudaMemcpyAsync(out->data(), results_, sizeof(uint32_t) * static_cast<size_t>(blocks),
+                                                     cudaMemcpyDeviceToHost, stream),
+                                     "cudaMemcpyAsync(results)"));
+  return cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize(results)");
 }
 
 uint32_t StagingProbe::expected_sum(const StagingCase& c, int block) const {

@@ -61,8 +61,10 @@ class StagingProbe {
   // staged word. Invalid before init, for arguments outside the ranges
   // above, or when the grid's regions do not fit the source buffer.
   Status launch(const StagingCase& c, bool checksum, cudaStream_t stream) const;
-  // The result words of the last launch's first `blocks` blocks (synchronises).
-  Status results(int blocks, std::vector<uint32_t>* out) const;
+  // The result words of the first `blocks` blocks, after everything queued on
+  // `stream` (the launch's stream: a non-blocking stream does not order
+  // with a plain cudaMemcpy) has finished.
+  Status results(int blocks, std::vector<uint32_t>* out, cudaStream_t stream) const;
   // What a checksum launch of `c` must leave in block b's word, from the
   // host's copy of the pattern.
   uint32_t expected_sum(const StagingCase& c, int block) const;
