@@ -14,7 +14,7 @@ BIN="${3:-.gpu/bin/mlalora}"
 OUT="${OUT:-.}"
 NCU="${NCU:-$(command -v ncu || echo /usr/local/cuda/bin/ncu)}"
 timeout 400 "$NCU" --kernel-name regex:"$KERNEL" --launch-count 1 --section SourceCounters --section WarpStateStats \
-  --sampling-interval 0 -f -o "$OUT/source" \
+  --warp-sampling-interval 0 -f -o "$OUT/source" \
   "$BIN" bench --suite "$SUITE" --impl cuda-fused --reps 1 --warmup 0 --no-graphs --out "$OUT/profile-source.h5" \
   > "$OUT/ncu-source.log" 2>&1
 echo "ncu rc=$?"
