@@ -15,7 +15,7 @@ OUT="${OUT:-.}"
 NCU="${NCU:-$(command -v ncu || echo /usr/local/cuda/bin/ncu)}"
 timeout 400 "$NCU" --kernel-name regex:"$KERNEL" --launch-count 1 --section SourceCounters --section WarpStateStats \
   --warp-sampling-interval 0 -f -o "$OUT/source" \
-  "$BIN" bench --suite "$SUITE" --impl cuda-fused --reps 1 --warmup 0 --no-graphs --out "$OUT/profile-source.h5" \
+  "$BIN" bench --suite "$SUITE" --impl cuda-fused --reps 1 --no-graphs --out "$OUT/profile-source.h5" \
   > "$OUT/ncu-source.log" 2>&1
 echo "ncu rc=$?"
 "$NCU" -i "$OUT/source.ncu-rep" --page source --csv --print-source sass > "$OUT/source.csv" 2>&1
