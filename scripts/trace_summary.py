@@ -9,6 +9,10 @@ phase, in microseconds of %globaltimer:
   stage 1     -> Y = X @ W1 in registers (q: X @ B_kc; v: X @ A^T)
   stage 2     -> the last warp of the block is done (Y @ W2, epilogue, stores)
 
+Traces of a TRACE=2 build (scripts/trace_build.sh) put mark 2 where stage 1's
+first staged bytes have landed: there "stage 1" is index -> landed and
+"stage 2" is landed -> end.
+
 usage: trace_summary.py DIR [--csv]   (--csv: one machine-readable line per shape and side)
 """
 import csv

@@ -523,50 +523,10 @@ __device__ __forceinline__ BStaging plan_b_staging(int elems, int units, int bp,
 // from the staged B_kc rows Bb (pitch BP). All X fragments of the step are
 // issued before the wait for the B copy, so they travel together.
 // BLOCK_SYNC: the B buffer is block-wide (barriers), else per warp.
-#ifndef MLALORA_FAST_Q1_ROLLED
-#define MLALORA_FAST_Q1_ROLLED 0
-#endif
-__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p)); }
 template <typename T, int RB, bool BLOCK_SYNC>
 __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb, int BP, const T* xa, const T* xb,
                                               int kb0, int ksteps, int D_qk, int r16, bool live, int lane) {
   constexpr int kMaxSteps = 8;
-#if MLALORA_FAST_Q1_ROLLED
-  // Rolled variant: the X lines of the step are prefetched into L1 with the
-  // B copy in flight, the k-steps run as a loop (one copy of the MMA code
-  // instead of eight) that loads its X fragments from L1.
-  if ((lane & 3) == 0) {
-    const int span = min(16 * ksteps, D_qk - kb0);
-    for (int off = 0; off < span; off += 64) {  // 128-byte lines of 2-byte elements
-      if (xa) prefetch_l1(xa + kb0 + off);
-      if (xb) prefetch_l1(xb + kb0 + off);
-    }
-  }
-  cp_async_wait<1>();
-  if (BLOCK_SYNC) __syncthreads();
-  else __syncwarp();
-  trace_stage1_landed(kb0 == 0);
-  if (live) {
-#pragma unroll 1
-    for (int s = 0; s < ksteps && kb0 + 16 * s < D_qk; ++s) {
-      const int kb = kb0 + 16 * s;
-      const uint32_t x0 = ldg32_if(xa + kb, xa != nullptr), x1 = ldg32_if(xb + kb, xb != nullptr);
-      const uint32_t x2 = ldg32_if(xa + kb + 8, xa != nullptr), x3 = ldg32_if(xb + kb + 8, xb != nullptr);
-#pragma unroll
-      for (int np = 0; np < RB; ++np) {
-        if (np * 16 < r16) {  // warp-uniform
-          uint32_t b[4];
-          ldsm_x4_t(b, Bb + (s * 16 + (lane & 15)) * BP + np * 16 + (lane >> 4) * 8);
-          Mma<T>::run(y[2 * np], x0, x1, x2, x3, b[0], b[1]);
-          Mma<T>::run(y[2 * np + 1], x0, x1, x2, x3, b[2], b[3]);
-        }
-      }
-    }
-  }
-  if (BLOCK_SYNC) __syncthreads();  // the buffer is refilled two steps later
-  else __syncwarp();
-  return;
-#endif
   uint32_t xf[kMaxSteps][4];
 #pragma unroll
   for (int s = 0; s < kMaxSteps; ++s) {

@@ -8,7 +8,10 @@
 // thread, %globaltimer (ns, device-wide) and clock64 (SM cycles) at four
 // marks: kernel entry (before the programmatic-launch wait), index data
 // resolved (tile_ctx), stage 1 done (Y in registers), and the end (the last
-// warp to leave, by atomicMax).
+// warp to leave, by atomicMax). A build with -DMLALORA_FAST_TRACE=2
+// (scripts/trace_build.sh TRACE=2) records mark 2 when stage 1's first
+// staged bytes have landed (after its first wait and barrier) instead: the
+// two builds together split stage 1 into loading and computing.
 #pragma once
 #include <cuda_runtime_api.h>
 
