@@ -442,62 +442,6 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
   return true;
 }
 
-// ---- one live warp: the four warps share stage 1 -----------------------------------------
-// A block of one head (hg == 1) whose tile has at most 16 rows (decode
-// batches of up to 16 tokens, the tail tile of a slot) has ONE live warp; the
-// other three used to wait at every barrier of stage 1 (20% of the warps'
-// stall samples at T=1, PERF.md, sixth session). Then all four run stage 1 on
-// warp 0's rows, each over its own share of the reduction (q: the k-steps of
-// D_qk, s % 4 == warp; v: the 64-column slices of R_kv, kc % 4 == warp), and
-// warp 0 adds the three partial Y in a fixed order (deterministic results).
-struct SplitK {
-  bool on = false;  // block-uniform
-  bool live;        // the rows this warp computes stage 1 for have a live row
-  int ra, rb;       // those rows (warp 0's when on)
-};
-__device__ __forceinline__ SplitK split_k_ctx(const TileCtx& c, bool one_head, int warp, int lane) {
-  __shared__ int rows0[16];
-  __shared__ int live0;
-  SplitK k;
-  k.live = c.live, k.ra = c.ra, k.rb = c.rb;
-  if (!one_head) return k;  // block-uniform: no barrier
-  if (warp == 0 && (lane & 3) == 0) {
-    rows0[lane >> 2] = c.ra;
-    rows0[(lane >> 2) + 8] = c.rb;
-  }
-  if (warp == 0 && lane == 0) live0 = c.live ? 1 : 0;
-  k.on = __syncthreads_or(warp > 0 && c.live) == 0;  // also the barrier that publishes rows0 / live0
-  if (k.on) {
-    k.live = live0 != 0;
-    k.ra = rows0[lane >> 2];
-    k.rb = rows0[(lane >> 2) + 8];
-  }
-  return k;
-}
-// Partial Y of warps 1..3 -> warp 0, in the order 1, 2, 3. `scratch` holds
-// 3 * 2RB * 4 * 32 floats of shared memory no warp reads or writes until the
-// second barrier. Block-wide (barriers): call from every thread.
-template <int RB>
-__device__ __forceinline__ void split_k_reduce(float (&y)[2 * RB][4], float* scratch, int warp, int lane) {
-  if (warp > 0) {
-#pragma unroll
-    for (int nt = 0; nt < 2 * RB; ++nt)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) scratch[(((warp - 1) * 2 * RB + nt) * 4 + k) * 32 + lane] = y[nt][k];
-  }
-  __syncthreads();
-  if (warp == 0) {
-    for (int w = 0; w < kWarps - 1; ++w)
-#pragma unroll
-      for (int nt = 0; nt < 2 * RB; ++nt)
-#pragma unroll
-        for (int k = 0; k < 4; ++k) y[nt][k] += scratch[((w * 2 * RB + nt) * 4 + k) * 32 + lane];
-  }
-  __syncthreads();
-}
-template <int RMAX>
-constexpr size_t split_k_scratch_bytes() { return sizeof(float) * (kWarps - 1) * 2 * (RMAX / 16) * 4 * 32; }
-
 // ---- shared-memory ring (both sides) --------------------------------------------------
 // One ring of kStages slots of (RMAX + 64) rows x kPitch, the same geometry
 // on both sides (so the q+v kernel wastes nothing):
@@ -579,17 +523,15 @@ __device__ __forceinline__ BStaging plan_b_staging(int elems, int units, int bp,
 // from the staged B_kc rows Bb (pitch BP). All X fragments of the step are
 // issued before the wait for the B copy, so they travel together.
 // BLOCK_SYNC: the B buffer is block-wide (barriers), else per warp.
-// With split-k (SplitK) a warp takes the k-steps with (s & smask) == ssel.
 template <typename T, int RB, bool BLOCK_SYNC>
 __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb, int BP, const T* xa, const T* xb,
-                                              int kb0, int ksteps, int D_qk, int r16, bool live, int lane, int smask,
-                                              int ssel) {
+                                              int kb0, int ksteps, int D_qk, int r16, bool live, int lane) {
   constexpr int kMaxSteps = 8;
   uint32_t xf[kMaxSteps][4];
 #pragma unroll
   for (int s = 0; s < kMaxSteps; ++s) {
     const int kb = kb0 + 16 * s;  // D_qk % 16 == 0: a step is all in or all out
-    const bool in = s < ksteps && kb < D_qk && (s & smask) == ssel;
+    const bool in = s < ksteps && kb < D_qk;
     xf[s][0] = ldg32_if(xa + kb, in && xa != nullptr);
     xf[s][1] = ldg32_if(xb + kb, in && xb != nullptr);
     xf[s][2] = ldg32_if(xa + kb + 8, in && xa != nullptr);
@@ -602,7 +544,7 @@ __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb
   if (live) {
 #pragma unroll
     for (int s = 0; s < kMaxSteps; ++s) {
-      if (s < ksteps && kb0 + 16 * s < D_qk && (s & smask) == ssel) {
+      if (s < ksteps && kb0 + 16 * s < D_qk) {
 #pragma unroll
         for (int np = 0; np < RB; ++np) {
           if (np * 16 < r16) {  // warp-uniform
@@ -708,26 +650,19 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
 #pragma unroll
   for (int nt = 0; nt < 2 * RB; ++nt) y[nt][0] = y[nt][1] = y[nt][2] = y[nt][3] = 0.f;
   const T* X = static_cast<const T*>(p.x);
-  const SplitK sk = split_k_ctx(c, shared_b, warp, lane);
-  const int smask = sk.on ? kWarps - 1 : 0, ssel = sk.on ? warp : 0;
-  const T* xa = sk.ra >= 0 ? X + sk.ra * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
-  const T* xb = sk.rb >= 0 ? X + sk.rb * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
+  const T* xa = c.ra >= 0 ? X + c.ra * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
+  const T* xb = c.rb >= 0 ? X + c.rb * p.xs0 + c.h * p.xs1 + 2 * q4 : nullptr;
   const int nkc = (p.D_qk + bst.kch - 1) / bst.kch;
   for (int kc = 0; kc < nkc; ++kc) {
     if (kc + 1 < nkc) load_b(kc + 1, (kc + 1) % bst.nbuf);
     cp_async_commit();
     const T* Bb = Bw + (kc % bst.nbuf) * bst.kch * BP;
     if (shared_b)
-      q_stage1_step<T, RB, true>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, sk.live, lane, smask,
-                                 ssel);
+      q_stage1_step<T, RB, true>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
     else
-      q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane, 0, 0);
+      q_stage1_step<T, RB, false>(y, Bb, BP, xa, xb, kc * bst.kch, bst.kch / 16, p.D_qk, c.r16, c.live, lane);
   }
   __syncthreads();    // every warp is done with B_kc: its slots become stage-2 ring slots
-  // Split-k partials meet in the slots B_kc held (free now; stage 2's loads
-  // into them start after the reduction's second barrier).
-  static_assert(split_k_scratch_bytes<RMAX>() <= sizeof(T) * SE, "split-k partials must fit in one ring slot");
-  if (sk.on) split_k_reduce<RB>(y, reinterpret_cast<float*>(ring + (ST - 1) * SE), warp, lane);
   trace_stage1_done();
   allow_next_grid();  // the v side may launch as the last q blocks reach stage 2
   uint32_t af[RB][4];
@@ -868,10 +803,6 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   };
 
   // ---- stage 1: Y = X_h @ A^T over R_kv in kChunk slices (multistage ring) ----
-  // One live warp of one head: the four warps take the slices kc % 4 == warp
-  // of warp 0's rows (SplitK).
-  const SplitK sk = split_k_ctx(c, geo.hg == 1, warp, lane);
-  const int xw = sk.on ? 0 : warp;
   const int nk = p.R_kv / kChunk;
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
@@ -887,9 +818,9 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
     trace_stage1_landed(kc == 0);
     if (kc + STAGES - 1 < nk) load_stage(kc + STAGES - 1, (kc + STAGES - 1) % STAGES);
     cp_async_commit();
-    if (sk.live && (!sk.on || (kc & (kWarps - 1)) == warp)) {
+    if (c.live) {
       const T* Ab = ring + (kc % STAGES) * SE;
-      const T* Xb = Ab + RMAX * kPitch + xw * 16 * kPitch;
+      const T* Xb = Ab + RMAX * kPitch + warp * 16 * kPitch;
 #pragma unroll
       for (int kk = 0; kk < kChunk / 16; ++kk) {
         uint32_t a[4];
@@ -908,8 +839,6 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   }
   cp_async_wait<0>();
   __syncthreads();  // the ring becomes stage-2 staging
-  static_assert(split_k_scratch_bytes<RMAX>() <= sizeof(T) * SM::kRingElems, "split-k partials must fit in the ring");
-  if (sk.on) split_k_reduce<RB>(y, reinterpret_cast<float*>(ring), warp, lane);
   trace_stage1_done();
   uint32_t af[RB][4];
   y_to_a_frags<T, RB>(y, r, q4, af);
