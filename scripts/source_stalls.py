@@ -38,14 +38,29 @@ def main():
         print("columns:", cols)
         return 1
     total = sum(num(r[total_col]) for r in rows)
-    print(f"{len(rows)} instructions, {total:.0f} stall samples ({total_col})")
+    executed = sum(1 for r in rows if num(r.get("Instructions Executed", 0)) > 0)
+    print(f"{len(rows)} SASS instructions ({executed} executed at least once), {total:.0f} stall samples ({total_col})")
+    per_reason = {c: sum(num(r[c]) for r in rows) for c in cols if c.startswith("stall_") and "Not Issued" not in c}
+    all_reasons = sum(per_reason.values())
+    if all_reasons > 0:
+        print("stall samples per reason, whole kernel:")
+        for c, v in sorted(per_reason.items(), key=lambda kv: -kv[1])[:10]:
+            print(f"  {c:24s} {v:8.0f} {100 * v / all_reasons:5.1f}%")
+    print(f"the {top} instructions with the most samples (offset from the kernel's first instruction):")
     ranked = sorted(rows, key=lambda r: -num(r[total_col]))[:top]
     src_col = "Source" if "Source" in cols else cols[1]
     addr_col = "Address" if "Address" in cols else cols[0]
+
+    def offset(r):
+        try:
+            return f"{int(r[addr_col], 16) - int(rows[0][addr_col], 16):#07x}"
+        except (ValueError, KeyError):
+            return str(r.get(addr_col, ""))[-8:]
+
     for r in ranked:
         reasons = sorted(((num(r[c]), c) for c in reason_cols if num(r[c]) > 0), reverse=True)[:2]
         why = ", ".join(f"{c.replace('Warp Stall Sampling ', '')}={v:.0f}" for v, c in reasons)
-        print(f"{num(r[total_col]):7.0f} {100 * num(r[total_col]) / max(total, 1):5.1f}%  {r.get(addr_col, '')[:8]:>8}  "
+        print(f"{num(r[total_col]):7.0f} {100 * num(r[total_col]) / max(total, 1):5.1f}%  {offset(r):>8}  "
               f"{r.get(src_col, '')[:70]:<70} {why}")
     return 0
 
