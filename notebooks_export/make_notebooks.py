@@ -404,6 +404,23 @@ def throughput_notebook():
             if launch is not None and dep is not None:
                 print(f"latency floor: graph launch {float(launch):.2f} us + "
                       f"{float(dep):.3f} us per dependent DRAM load (L2 flushed)")
+            # Staging probe (reports since the sixth session): how long one
+            # block of a grid needs to cp.async its bytes into shared memory
+            # from a cold L2, over the same grid with no bytes.
+            try:
+                with h5py.File(rep.path, "r") as f:
+                    if "staging_probe" in f:
+                        t = f["staging_probe"]
+                        cases = [_py(x) for x in t["case"][()]]
+                        probe_rows = [(c, int(b), f"{float(u):.2f}", f"{float(g):.1f}")
+                                      for c, b, u, g in zip(cases, t["bytes_per_block"][()],
+                                                            t["staging_us"][()], t["gbps_per_block"][()])
+                                      if int(b) > 0]
+                        show_table(["case", "bytes per block", "staging us", "GB/s per block"], probe_rows,
+                                   "staging probe (b = blocks, t = threads; rNpM: N-byte rows every M bytes; "
+                                   "sN: N blocks on the same bytes; clean: L2 full of clean lines)")
+            except Exception as e:  # an unreadable table is reported, not raised
+                note(f"staging probe table unreadable: {type(e).__name__}: {e}")
         """),
         md("""
         ## Rows used

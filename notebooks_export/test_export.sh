@@ -21,7 +21,7 @@ MLALORA=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 [ -x "$MLALORA" ] || die "mlalora binary '$1' is not executable"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(dirname "$HERE")
-THROUGHPUT="$SRC/reports/bench-h200-2026-11-29.h5"
+THROUGHPUT="$SRC/reports/bench-h200-2026-11-29-s6.h5"
 [ -f "$THROUGHPUT" ] || die "committed throughput report $THROUGHPUT is missing"
 CASES=${MLALORA_EXPORT_TEST_CASES:-50}
 PY=${MLALORA_PYTHON:-python3}
