@@ -155,4 +155,34 @@ std::optional<PropertyFailure> check_implementation_on_case(Implementation& impl
   return std::nullopt;
 }
 
+CaseCheck run_and_check_case(Implementation& impl, const Case& c, Testbed& tb, bool with_properties,
+                             bool not_supported_fails, const std::string& dump_dir) {
+  CaseCheck r;
+  ProblemTensors got;
+  r.outcome = tb.run(impl, &got);
+  const harness::Disposition d = r.outcome.disposition;
+  if (d == harness::Disposition::not_supported && !not_supported_fails) return r;
+  if (d != harness::Disposition::passed) {
+    r.failure = PropertyFailure{harness::disposition_name(d), r.outcome.message};
+  } else if (with_properties && !c.nonfinite) {
+    if (!(r.failure = prop_permutation_equivariance(impl, c)))
+      if (!(r.failure = prop_scaling_linearity(impl, c))) r.failure = prop_head_independence(impl, c);
+  }
+  if (r.failure) {
+    std::string why;
+    const std::string path = harness::dump_reproducer(dump_dir, tb, r.outcome, got, &why);
+    r.reproducer = path.empty() ? why : path;
+  }
+  return r;
+}
+
+std::string describe_failure(const std::string& who, int case_index, uint64_t case_seed, const Case& c,
+                             const CaseCheck& r) {
+  std::ostringstream o;
+  o << who << " case " << case_index << " (sample_case seed " << case_seed << "): "
+    << (r.failure ? r.failure->property + ": " + r.failure->detail : std::string("no failure")) << "\n  case: " << c
+    << "\n  reproducer: " << r.reproducer;
+  return o.str();
+}
+
 }  // namespace mlalora::test

@@ -27,6 +27,24 @@ std::optional<PropertyFailure> prop_permutation_equivariance(harness::Implementa
 std::optional<PropertyFailure> prop_scaling_linearity(harness::Implementation& impl, const harness::Case& c);
 std::optional<PropertyFailure> prop_head_independence(harness::Implementation& impl, const harness::Case& c);
 
+// One case of a GPU property suite, the loop body both GPU suites share: the
+// testbed run judged by the error model, then (with_properties, and only on
+// cases without NaN/Inf inputs) the permutation, scaling and head
+// properties. A not-supported run is a failure only when
+// not_supported_fails. On a failure the reproducer (problem, inputs, both
+// outputs) is dumped to dump_dir; `reproducer` holds its path or why there is none.
+struct CaseCheck {
+  harness::RunOutcome outcome;
+  std::optional<PropertyFailure> failure;
+  std::string reproducer;
+};
+CaseCheck run_and_check_case(harness::Implementation& impl, const harness::Case& c, harness::Testbed& tb,
+                             bool with_properties, bool not_supported_fails, const std::string& dump_dir);
+// The FAIL_CHECK text of a failed CaseCheck: who, which case and seed, the
+// property and its detail, the case, the reproducer.
+std::string describe_failure(const std::string& who, int case_index, uint64_t case_seed, const harness::Case& c,
+                             const CaseCheck& r);
+
 // Case transformations used by the properties (also tested on the reference).
 // Drop the permutation: logical row i of the result holds physical row perm[i]
 // of the original, so results must match row for row.

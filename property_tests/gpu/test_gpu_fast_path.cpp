@@ -65,28 +65,14 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       fast_v += family_of(c.problem.shape, Side::v) == "fast";
       rows += c.problem.covered_rows();
       harness::Testbed tb(c);
-      ProblemTensors got;
-      harness::RunOutcome o = tb.run(*impl, &got);
-      std::optional<test::PropertyFailure> f;
-      if (o.disposition != harness::Disposition::passed) {
-        f = test::PropertyFailure{harness::disposition_name(o.disposition), o.message};
-      } else if (i % 10 == 0 && !c.nonfinite) {
-        if (!(f = test::prop_permutation_equivariance(*impl, c)))
-          if (!(f = test::prop_scaling_linearity(*impl, c))) f = test::prop_head_independence(*impl, c);
-      }
-      if (f) {
+      const test::CaseCheck r = test::run_and_check_case(*impl, c, tb, i % 10 == 0, true, test::gpu_dump_dir());
+      if (r.failure) {
         ++failures;
-        std::string why_dump;
-        std::string path = harness::dump_reproducer(test::gpu_dump_dir(), tb, o, got, &why_dump);
-        std::ostringstream cs;
-        cs << c;
-        FAIL_CHECK("cuda-fused (fast path) " << dtype_name(dt) << " case " << i << " (sample_case seed " << case_seed
-                                             << "): " << f->property << ": " << f->detail << "\n  case: " << cs.str()
-                                             << "\n  reproducer: " << (path.empty() ? why_dump : path));
+        FAIL_CHECK(test::describe_failure(std::string("cuda-fused (fast path) ") + dtype_name(dt), i, case_seed, c, r));
         if (failures > 20) FAIL("too many failures; stopping");
       } else {
         ++passed;
-        worst = std::max({worst, o.q.max_error_bound_ratio, o.v.max_error_bound_ratio});
+        worst = std::max({worst, r.outcome.q.max_error_bound_ratio, r.outcome.v.max_error_bound_ratio});
       }
     }
     std::printf("  cuda-fused %-4s fast path: passed %5" PRId64 " / %d (fast kernels: q %" PRId64 ", v %" PRId64

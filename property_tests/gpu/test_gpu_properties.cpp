@@ -46,32 +46,16 @@ TEST_CASE("GPU implementations pass the property suite in every dtype", "[gpu]")
       harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
       harness::Testbed tb(c);
       for (size_t k = 0; k < impls.size(); ++k) {
-        ProblemTensors got;
-        harness::RunOutcome o = tb.run(*impls[k], &got);
-        if (o.disposition == harness::Disposition::not_supported) {
+        const test::CaseCheck r = test::run_and_check_case(*impls[k], c, tb, i % 10 == 0, false, test::gpu_dump_dir());
+        if (r.outcome.disposition == harness::Disposition::not_supported) {
           ++not_supported[k];
-          continue;
-        }
-        std::optional<test::PropertyFailure> f;
-        if (o.disposition != harness::Disposition::passed) {
-          f = test::PropertyFailure{harness::disposition_name(o.disposition), o.message};
-        } else if (i % 10 == 0 && !c.nonfinite) {
-          if (!(f = test::prop_permutation_equivariance(*impls[k], c)))
-            if (!(f = test::prop_scaling_linearity(*impls[k], c))) f = test::prop_head_independence(*impls[k], c);
-        }
-        if (f) {
+        } else if (r.failure) {
           ++failures;
-          std::string why_dump;
-          std::string path = harness::dump_reproducer(test::gpu_dump_dir(), tb, o, got, &why_dump);
-          std::ostringstream cs;
-          cs << c;
-          FAIL_CHECK(impls[k]->name() << " " << dtype_name(dt) << " case " << i << " (sample_case seed " << case_seed
-                                      << "): " << f->property << ": " << f->detail << "\n  case: " << cs.str()
-                                      << "\n  reproducer: " << (path.empty() ? why_dump : path));
+          FAIL_CHECK(test::describe_failure(impls[k]->name() + " " + dtype_name(dt), i, case_seed, c, r));
           if (failures > 20) FAIL("too many failures; stopping");
         } else {
           ++passed[k];
-          worst[k] = std::max({worst[k], o.q.max_error_bound_ratio, o.v.max_error_bound_ratio});
+          worst[k] = std::max({worst[k], r.outcome.q.max_error_bound_ratio, r.outcome.v.max_error_bound_ratio});
         }
       }
     }
