@@ -4,6 +4,7 @@ are known by construction (one shape per target boundary), then on the
 committed H200 report (every shape gets a row and a naive verdict).
 usage: test_targets.py OUTDIR [COMMITTED_BENCH.h5]"""
 import os
+import re
 import subprocess
 import sys
 
@@ -74,6 +75,27 @@ def main():
                           "2x+5: yes (round trips: limit 12, fused 12)", "2x+5: NO (round trips: limit 12, fused 12)"],
                   "latency columns"):
         return 1
+    # with percentiles: a naive margin inside the p10-p90 spread is flagged,
+    # one outside it is not (big/ok: fused stream 100 vs naive 105, 5%;
+    # big/slow: fused 120 vs naive 119, -0.8%)
+    with h5py.File(rep, "r") as f:
+        med = f["rows"]["median_us"][:]
+        shapes = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["shape"][:]]
+    p10, p90 = med * 0.99, med * 1.01  # 2% spread everywhere ...
+    for i, sh in enumerate(shapes):
+        if sh == "big/slow":
+            p10[i], p90[i] = med[i] * 0.98, med[i] * 1.02  # ... 4% on big/slow
+    with h5py.File(rep, "a") as f:
+        f["rows"].create_dataset("p10_us", data=p10)
+        f["rows"].create_dataset("p90_us", data=p90)
+    if not expect([rep], ["vs naive: NO (within spread: margin -0.8%, p10-p90 4.0%)",
+                          "on 1 shape(s) the margin, either way, is within the run's p10-p90 spread"], "spread flag"):
+        return 1
+    rc, txt = run(rep)
+    if "big/ok" in txt and "within spread" in [l for l in txt.splitlines() if l.startswith("| big/ok")][0]:
+        print(txt)
+        print("FAIL: a 5% margin against a 2% spread must not be flagged")
+        return 1
     # with the staging probe's table: printed, 0-byte baselines left out
     with h5py.File(rep, "a") as f:
         g = f.create_group("staging_probe")
@@ -105,7 +127,7 @@ def main():
             impl = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["implementation"][:]]
             mode = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["mode"][:]]
         shapes = sum(1 for i, m in zip(impl, mode) if i == F and m == "graph")
-        if rc != 0 or f"faster than cublas-naive: " not in txt or f" of {shapes}\n" not in txt:
+        if rc != 0 or not re.search(rf"faster than cublas-naive: \d+ of {shapes}(\n|;)", txt):
             print(txt)
             print(f"FAIL: committed report ({shapes} fused graph rows)")
             return 1
