@@ -6,14 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "cuda_status.hpp"
+
 namespace mlalora::optimized {
 namespace {
 
-Status cuda_check(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return Status::Ok();
-  return Status::DeviceError(std::string("copy_bandwidth: ") + call + " failed: " + cudaGetErrorName(e) + ": " +
-                             cudaGetErrorString(e));
-}
+Status cuda_check(cudaError_t e, const char* call) { return detail::cuda_status(e, "copy_bandwidth", call); }
 
 // Owns everything measure_copy_bandwidth allocates, so every error path frees it.
 struct Resources {

@@ -69,6 +69,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda_status.hpp"
+
 namespace mlalora::optimized {
 namespace {
 
@@ -142,11 +144,7 @@ Status cublas_check(cublasStatus_t s, const char* call, const std::string& what 
                              " failed: " + cublas_status_str(s));
 }
 
-Status cuda_check(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return Status::Ok();
-  return Status::DeviceError(std::string("cublas_naive: ") + call + " failed: " + cudaGetErrorName(e) + ": " +
-                             cudaGetErrorString(e));
-}
+Status cuda_check(cudaError_t e, const char* call) { return detail::cuda_status(e, "cublas_naive", call); }
 
 // ---- gather / scatter of token rows ----------------------------------------
 // buf[(j*H + h)*D + k] <-> tensor[rows[j]*s0 + h*s1 + k*s2], raw element bits.

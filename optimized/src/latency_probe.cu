@@ -8,17 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "cuda_status.hpp"
+
 namespace mlalora::optimized {
 namespace {
 
 constexpr size_t kStrideEntries = (64 * 1024) / sizeof(uint32_t);  // one chain entry per 64 KiB
 constexpr int kMaxLoads = 1024;
 
-Status cuda_check(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return Status::Ok();
-  return Status::DeviceError(std::string("latency_probe: ") + call + " failed: " + cudaGetErrorName(e) + ": " +
-                             cudaGetErrorString(e));
-}
+Status cuda_check(cudaError_t e, const char* call) { return detail::cuda_status(e, "latency_probe", call); }
 
 // ld.global.cg: cached in L2 only, so a flushed L2 makes every load a DRAM
 // round trip and L1 never hides one.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cuda_status.hpp"
 #include "sgmm_ptx.cuh"
 
 namespace mlalora::optimized {
@@ -13,11 +14,7 @@ namespace {
 constexpr int kMaxBytesPerBlock = 160 * 1024;
 constexpr size_t kRegionAlign = size_t{64} << 10;
 
-Status cuda_check(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return Status::Ok();
-  return Status::DeviceError(std::string("staging_probe: ") + call + " failed: " + cudaGetErrorName(e) + ": " +
-                             cudaGetErrorString(e));
-}
+Status cuda_check(cudaError_t e, const char* call) { return detail::cuda_status(e, "staging_probe", call); }
 
 // The pattern word at 32-bit index i (host and device agree on it).
 __host__ __device__ inline uint32_t pattern_word(uint64_t i, uint32_t seed) {
