@@ -167,6 +167,13 @@ Status measure_staging(const BenchOptions& opt, cudaStream_t stream, DeviceBuffe
     for (bool rotate : {false, true}) add(sms, 128, 32 * 1024, 0, 0, share, rotate);
   for (int kb : {0, 32}) add(1, 128, kb * 1024);        // one block alone on the GPU
   for (int kb : {0, 32}) add(4 * sms, 128, kb * 1024);  // four blocks per SM
+  // The same 32 KB per SM issued by more threads, or split over more blocks:
+  // whether an SM's staging rate follows the warps that issue (what a
+  // small-batch kernel should use per SM).
+  for (int threads : {256, 512})
+    for (int kb : {0, 32}) add(sms, threads, kb * 1024);
+  for (int kb : {0, 16}) add(2 * sms, 128, kb * 1024);
+  add(4 * sms, 128, 8 * 1024);
   for (int kb : {0, 32}) add(sms, 128, kb * 1024, 0, 0, 1, false, true);  // L2 full of clean lines
   for (const StagingCase& c : cases) {
     MLALORA_RETURN_IF_ERROR(probe.launch(c, true, stream));
