@@ -106,6 +106,39 @@ def main():
         g.create_dataset("gbps_per_block", data=np.array([0.0, 3.2768]))
     if not expect([rep], ["| b132.t128.4096B | 4096 | 1.25 | 3.3 |", "staging probe in this run"], "staging table"):
         return 1
+    # the probe floor of decode rows: launch 3.0 + load 0.5 + stage(bytes / 132 SMs)
+    with h5py.File(rep, "a") as f:
+        del f["staging_probe"]
+        g = f.create_group("staging_probe")
+        g.create_dataset("case", data=np.array(["b132.t128.0B", "b132.t128.4096B", "b132.t128.16384B",
+                                                "b132.t32.16384B", "b132.t128.16384B.clean"], dtype=object),
+                         dtype=h5py.string_dtype())
+        g.create_dataset("bytes_per_block", data=np.array([0, 4096, 16384, 16384, 16384], dtype=np.int64))
+        g.create_dataset("staging_us", data=np.array([0.0, 1.25, 2.05, 9.0, 0.1]))
+        g.create_dataset("gbps_per_block", data=np.array([0.0, 3.3, 8.0, 1.8, 160.0]))
+        shapes = [x.decode() if isinstance(x, bytes) else x for x in f["rows"]["shape"][:]]
+        nb = np.array([132 * (2000 if sh == "dec/at" else 12288 if sh == "dec/over" else 1 << 20) for sh in shapes],
+                      dtype=np.int64)
+        f["rows"].create_dataset("bytes", data=nb)
+    # dec/at: 2000 B per SM, below the smallest size -> 1.25 -> 4.75 us; dec/over:
+    # 12288 B per SM, between 4096 and 16384 -> 1.25 + 0.8 * 2/3 -> 5.28 us.
+    if not expect([rep], ["2x+5: yes (round trips: limit 12, fused 12; probe floor 4.8 us)",
+                          "2x+5: NO (round trips: limit 12, fused 12; probe floor 5.3 us)"], "probe floor"):
+        return 1
+    sys.path.insert(0, HERE)
+    import targets  # the model's pieces, directly
+    curve = targets.per_sm_curve([("b132.t128.4096B", 4096, 1.25, 0), ("b132.t128.16384B", 16384, 2.05, 0),
+                                  ("b132.t32.16384B", 16384, 9.0, 0), ("b1.t128.16384B", 16384, 1.5, 0),
+                                  ("b132.t128.16384B.s8", 16384, 0.5, 0)])
+    checks = [(curve, (132, [(4096, 1.25), (16384, 2.05)])),
+              (targets.stage_us(curve[1], 1), 1.25), (targets.stage_us(curve[1], 4096), 1.25),
+              (round(targets.stage_us(curve[1], 10240), 6), 1.65),
+              (round(targets.stage_us(curve[1], 28672), 6), 2.85),  # extrapolated from the two largest sizes
+              (targets.per_sm_curve([("b132.t32.4096B", 4096, 1.0, 0)]), None)]
+    for got, want in checks:
+        if got != want:
+            print(f"FAIL: probe-floor model: got {got}, want {want}")
+            return 1
     rc, txt = run(rep)
     if "b132.t128.0B" in txt:
         print(txt)
