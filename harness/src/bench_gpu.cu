@@ -190,7 +190,8 @@ Status measure_staging(const BenchOptions& opt, cudaStream_t stream, DeviceBuffe
     MLALORA_RETURN_IF_ERROR(time_as_graph([&] { return probe.launch(c, false, stream); }, opt, stream, flush, &us, sweep));
     BenchResult::StagingRow row;
     row.name = c.name(), row.blocks = c.blocks, row.threads = c.threads, row.bytes_per_block = c.bytes_per_block;
-    row.row_bytes = c.row_bytes, row.row_pitch = c.row_pitch, row.clean_l2 = c.clean_l2;
+    row.row_bytes = c.row_bytes, row.row_pitch = c.row_pitch, row.share = c.share, row.rotate = c.rotate;
+    row.clean_l2 = c.clean_l2;
     row.median_us = summarise(us).median;
     out->staging.push_back(row);
   }

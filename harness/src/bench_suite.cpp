@@ -263,16 +263,18 @@ Status write_bench_report(const std::string& path, const BenchResult& r, const s
     // The staging probe of this run (bench.hpp, optimized/staging_probe.hpp).
     H5Table stg;
     std::vector<std::string> name;
-    std::vector<int64_t> blocks, threads, bytes, row_bytes, row_pitch, clean;
+    std::vector<int64_t> blocks, threads, bytes, row_bytes, row_pitch, share, rotate, clean;
     std::vector<double> med, stage, rate;
     for (const auto& s : r.staging) {
       name.push_back(s.name), blocks.push_back(s.blocks), threads.push_back(s.threads);
       bytes.push_back(s.bytes_per_block), row_bytes.push_back(s.row_bytes), row_pitch.push_back(s.row_pitch);
+      share.push_back(s.share), rotate.push_back(s.rotate ? 1 : 0);
       clean.push_back(s.clean_l2 ? 1 : 0), med.push_back(s.median_us), stage.push_back(s.staging_us);
       rate.push_back(s.gbps_per_block);
     }
     stg.add("case", name), stg.add("blocks", blocks), stg.add("threads", threads), stg.add("bytes_per_block", bytes);
-    stg.add("row_bytes", row_bytes), stg.add("row_pitch", row_pitch), stg.add("clean_l2", clean);
+    stg.add("row_bytes", row_bytes), stg.add("row_pitch", row_pitch), stg.add("share", share);
+    stg.add("rotate", rotate), stg.add("clean_l2", clean);
     stg.add("median_us", med), stg.add("staging_us", stage), stg.add("gbps_per_block", rate);
     MLALORA_RETURN_IF_ERROR(w.write_table("/staging_probe", stg));
   }

@@ -116,8 +116,8 @@ struct BenchResult {
   // bytes_per_block / staging_us.
   struct StagingRow {
     std::string name;
-    int64_t blocks = 0, threads = 0, bytes_per_block = 0, row_bytes = 0, row_pitch = 0;
-    bool clean_l2 = false;
+    int64_t blocks = 0, threads = 0, bytes_per_block = 0, row_bytes = 0, row_pitch = 0, share = 1;
+    bool rotate = false, clean_l2 = false;
     double median_us = 0, staging_us = 0, gbps_per_block = 0;
   };
   std::vector<StagingRow> staging;
