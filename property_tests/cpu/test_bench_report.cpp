@@ -14,7 +14,7 @@
 using namespace mlalora;
 using namespace mlalora::harness;
 
-TEST_CASE("bench report: the probes' attributes and tables round-trip", "[io]") {
+TEST_CASE("bench report: the probes' attributes and tables round-trip", "[report]") {
   test::TempDir tmp{"bench-report"};
   BenchResult br;
   br.copy_bytes_per_second = 4.2e12;
