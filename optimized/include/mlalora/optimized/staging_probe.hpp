@@ -53,7 +53,7 @@ class StagingProbe {
   StagingProbe& operator=(const StagingProbe&) = delete;
   ~StagingProbe();
 
-  // bytes: source buffer (0 -> 512 MiB, far above the L2), at least 1 MiB.
+  // bytes: source buffer (0 -> 256 MiB, far above the L2), at least 1 MiB.
   Status init(size_t bytes, uint64_t seed);
   // One launch of the staging kernel. checksum: each block also sums the
   // 32-bit words it staged (a reduction after the wait; for verification,
