@@ -181,7 +181,7 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
                       " bytes given, " + std::to_string(need) + " needed (" +
                       (split_needed(shape, path) ? std::string("split path intermediate S*H*r_max*") +
                                                        std::to_string(dtype_bytes(shape.dtype))
-                                                 : std::string("fused fast path tile plan")) +
+                                                 : std::string("fused fast path tile plan or small-batch intermediates")) +
                       ")"};
   if (need > 0 && reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return Status::Invalid("workspace is not 16-byte aligned");

@@ -56,6 +56,7 @@
 #include "mlalora/optimized/fast_trace.hpp"
 #include "sgmm_fast.hpp"
 #include "sgmm_ptx.cuh"
+#include "sgmm_small.hpp"
 
 namespace mlalora::optimized::detail {
 
@@ -936,16 +937,6 @@ __global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
 
 // ---- host side -------------------------------------------------------------------------
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) return 132;
-    return v;
-  }();
-  return n;
-}
-
 bool aligned16(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; }
 bool stride_ok(long long s, long long extent) { return extent <= 1 || s % 8 == 0; }
 
@@ -1085,9 +1076,11 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
   if (!fast_dims_eligible(shape, side)) return 0;
   const Dims& d = shape.dims;
   // Direct tiling needs no workspace, but the size must not depend on the
-  // tiling either (same reason), so it is always the plan's.
-  return plan_bytes_any_geometry(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
-                                 static_cast<int>(shape.max_segment_len));
+  // tiling either (same reason), so it is always the plan's, or the
+  // small-batch kernels' intermediates when larger (whether or not they run).
+  return std::max(plan_bytes_any_geometry(static_cast<int>(d.S), static_cast<int>(d.L), shape.segment_capacity,
+                                          static_cast<int>(shape.max_segment_len)),
+                  small_workspace_size(shape));
 }
 
 FastPathLayout fast_layout(const ProblemShape& shape) {
@@ -1098,6 +1091,7 @@ FastPathLayout fast_layout(const ProblemShape& shape) {
                                static_cast<int>(d.r_max), f.direct);
   f.heads_per_block = g.hg;
   f.tile_tokens = g.tm;
+  f.small_batch = small_batch_applies(shape);
   return f;
 }
 
@@ -1194,20 +1188,7 @@ int q_max_split() {
 
 template <typename... KArgs, typename... Args>
 Status launch_kernel(void (*kern)(KArgs...), dim3 grid, size_t smem, bool pdl, cudaStream_t stream, Args... args) {
-  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
-  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM fast kernel launch: ") + cudaGetErrorString(e));
-  return Status::Ok();
+  return launch_ex(kern, grid, dim3(kThreads), smem, pdl, stream, args...);
 }
 
 // Grid of one side: (tiles, q column splits, head blocks).
@@ -1290,6 +1271,9 @@ Status run_main(const KParams* pq, const KParams* pv, DType dt, const Prepared& 
 
 Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
                    size_t workspace_bytes, cudaStream_t stream) {
+  if (small_batch_applies(shape))
+    return launch_small(shape, side == Side::q ? &p : nullptr, side == Side::v ? &p : nullptr, dt, workspace,
+                        workspace_bytes, stream);
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
   MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
@@ -1300,6 +1284,11 @@ Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side s
 
 Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
                         size_t workspace_bytes, cudaStream_t stream) {
+  if (small_batch_applies(shape)) {
+    if (!qv_separate()) return launch_small(shape, &pq, &pv, dt, workspace, workspace_bytes, stream);
+    MLALORA_RETURN_IF_ERROR(launch_small(shape, &pq, nullptr, dt, workspace, workspace_bytes, stream));
+    return launch_small(shape, nullptr, &pv, dt, workspace, workspace_bytes, stream);
+  }
   // The plan depends only on the index data and the shape, which the two
   // sides share: build it once, then run both sides from it.
   Prepared pr;

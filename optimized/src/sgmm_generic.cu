@@ -223,6 +223,16 @@ Status ensure_smem_limit(const void* kernel, size_t bytes) {
   return Status::Ok();
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) return 132;
+    return v;
+  }();
+  return n;
+}
+
 long long tile_slots(const KParams& p) {
   if (p.S <= 0 || p.capacity <= 0 || p.max_seg_len <= 0 || p.M_T <= 0) return 0;
   const long long n = p.nseg_dev != nullptr ? p.capacity : p.nseg_host;

@@ -1,7 +1,9 @@
 // Internal launch interface between the host API (sgmm_api.cu) and the kernel
 // families (sgmm_generic.cu: any dtype, FMA; sgmm_mma.cu: bf16/f16 tensor cores).
 #pragma once
-#include <cuda_runtime_api.h>
+#include <cuda_runtime.h>
+
+#include <string>
 
 #include "mlalora/dtype.hpp"
 #include "mlalora/problem.hpp"
@@ -20,6 +22,31 @@ inline constexpr int kFusedMaxRank = 256;
 // and size; a no-op at or below 48 KB), so calls during graph capture after a
 // first eager call make no runtime configuration calls.
 Status ensure_smem_limit(const void* kernel, size_t bytes);
+
+// Multiprocessors of the current device (132 if the query fails), cached.
+int sm_count();
+
+// cudaLaunchKernelEx with `pdl` = programmatic stream serialization (the
+// kernel may start while the previous one on the stream runs, and waits for
+// it in griddepcontrol.wait); raises the kernel's shared-memory limit first.
+template <typename... KArgs, typename... Args>
+Status launch_ex(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, bool pdl, cudaStream_t stream,
+                 Args... args) {
+  MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
+  if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM kernel launch: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
 
 // Tile-slot count of the grid for tiles of m_t tokens (see sgmm_common.cuh).
 long long tile_slots(const KParams& p);

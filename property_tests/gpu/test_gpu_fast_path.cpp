@@ -7,10 +7,12 @@
 // asserts that the fast kernels (not a fallback) ran. Skips visibly without a GPU.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <vector>
 
 #include "skip_without_gpu.hpp"
 #include "impl_properties.hpp"
@@ -58,6 +60,10 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       // Tiling cycles too: the shape's own choice, then direct (no plan
       // kernel) and plan forced, so both tilings see every kind of batch.
       test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
+      // Batches of <= 16 rows take the small-batch kernels (their own test
+      // below) unless MLALORA_FAST_SMALL=0: every fifth case keeps them on the
+      // fast kernels, so those still see one-tile batches.
+      test::ScopedEnv small_env("MLALORA_FAST_SMALL", i % 5 == 4 ? "0" : "");
       const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
       one_head += layout.heads_per_block == 1;
       direct += layout.direct;
@@ -89,5 +95,62 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       CHECK(direct >= cases / 3);
       CHECK(direct <= cases - cases / 3);
     }
+  }
+}
+
+TEST_CASE("Small-batch kernels pass the property suite in bf16 and f16", "[gpu][fast][small]") {
+  // Batches of 1..16 rows (sgmm_small.cu): mixed ranks with rank 0 and
+  // r_max above every rank, several slots in one batch (rows of one slot
+  // share a weight tile), empty segments, spare capacity with garbage,
+  // permutations, NaN/Inf inputs, model head dims and latent widths.
+  MLALORA_SKIP_WITHOUT_GPU();
+  const int cases = test::env_int("MLALORA_GPU_CASES", 2000);
+  const uint64_t seed = test::base_seed();
+  std::printf("GPU small-batch suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
+  auto impl = harness::make_implementation("cuda-fused");
+  REQUIRE(impl != nullptr);
+  for (DType dt : {DType::bf16, DType::f16}) {
+    harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
+    cfg.dtypes = {dt};
+    cfg.max_tokens = 16;
+    cfg.inject_nonfinite = true;
+    int64_t passed = 0, small = 0, nonempty = 0, failures = 0, rows = 0, multi_slot = 0;
+    double worst = 0;
+    for (int i = 0; i < cases; ++i) {
+      const uint64_t case_seed = seed * 6151ULL + static_cast<uint64_t>(i) + 49157ULL * static_cast<uint64_t>(dt);
+      harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
+      // Launch forms cycle: q+v stages together or q then v; every fourth
+      // case without programmatic dependent launch (stage 2 then waits at
+      // the kernel boundary instead of in griddepcontrol.wait).
+      test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
+      test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
+      const ProblemShape& shape = c.problem.shape;
+      nonempty += shape.dims.S >= 1;
+      small += optimized::fast_path_layout(shape).small_batch && family_of(shape, Side::q) == "fast" &&
+               family_of(shape, Side::v) == "fast";
+      rows += c.problem.covered_rows();
+      std::vector<int32_t> slots(c.problem.weight_indices.begin(),
+                                 c.problem.weight_indices.begin() + c.problem.num_segments);
+      std::sort(slots.begin(), slots.end());
+      multi_slot += std::unique(slots.begin(), slots.end()) - slots.begin() > 1;
+      harness::Testbed tb(c);
+      const test::CaseCheck r = test::run_and_check_case(*impl, c, tb, i % 10 == 0, true, test::gpu_dump_dir());
+      if (r.failure) {
+        ++failures;
+        FAIL_CHECK(test::describe_failure(std::string("cuda-fused (small batch) ") + dtype_name(dt), i, case_seed, c, r));
+        if (failures > 20) FAIL("too many failures; stopping");
+      } else {
+        ++passed;
+        worst = std::max({worst, r.outcome.q.max_error_bound_ratio, r.outcome.v.max_error_bound_ratio});
+      }
+    }
+    std::printf("  cuda-fused %-4s small batch: passed %5" PRId64 " / %d (small-batch kernels on %" PRId64
+                " of %" PRId64 " non-empty shapes; %" PRId64 " covered rows; %" PRId64
+                " batches over several slots)  max err/bound %.3g\n",
+                dtype_name(dt), passed, cases, small, nonempty, rows, multi_slot, worst);
+    CHECK(passed == cases);
+    // Every shape with rows must run the small-batch kernels (no silent fallback).
+    CHECK(small == nonempty);
+    CHECK(nonempty >= cases * 9 / 10);
   }
 }

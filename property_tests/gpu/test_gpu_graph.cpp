@@ -136,6 +136,10 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
       // prefill-like: long segments of few slots, so the fast path's blocks
       // hold one head and share its weights across their four warps
       {"prefill", Dims{256, 4, 128, 128, 512, 2, 64}, 4, 128, 8},
+      // small batches (<= 16 rows): the small-batch kernels, two stages with
+      // the intermediate in the workspace; spare capacity; one token
+      {"small batch", Dims{12, 16, 128, 128, 512, 4, 64}, 16, 3, 8},
+      {"one token", Dims{1, 16, 128, 128, 512, 3, 128}, 2, 1, 0},
       // more than 1024 slots and (at full capacity) live segments: the fast
       // path's tile plan keeps its per-slot and per-segment arrays in the workspace
       {"many slots", Dims{1200, 2, 64, 64, 64, 1100, 16}, 1100, 2, 0},

@@ -112,6 +112,8 @@ const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& arg
 // block finds its segment from the index data); heads_per_block = 1 means
 // the block's four warps are four 16-token sub-tiles of one head.
 struct FastPathLayout {
+  bool small_batch = false;  // S <= 16: the small-batch kernels run instead (sgmm_small.cu); the
+                             // other fields then describe the tiling MLALORA_FAST_SMALL=0 would run
   bool direct = false;
   int heads_per_block = 0;
   int tile_tokens = 0;
