@@ -151,6 +151,6 @@ TEST_CASE("Small-batch kernels pass the property suite in bf16 and f16", "[gpu][
     CHECK(passed == cases);
     // Every shape with rows must run the small-batch kernels (no silent fallback).
     CHECK(small == nonempty);
-    CHECK(nonempty >= cases * 9 / 10);
+    CHECK(nonempty >= cases * 3 / 4);  // the generator draws S = 0 in about 13% of cases
   }
 }
