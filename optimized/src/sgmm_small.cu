@@ -12,9 +12,7 @@
 //    (R_kv columns, head group), v stage 2 stages B_vc by (head, D_v rows);
 //    the host picks each role's tile to minimise the bytes per SM;
 //  - resolve the rows with two dependent loads (segment bounds and slot,
-//    then rank and scale), done by every block at once, and prefetch the
-//    block's weight tile into L2 as soon as the slot is known, so the
-//    weights' DRAM fetch overlaps the second load;
+//    then rank and scale), done by every block at once;
 //  - keep all 128 threads busy on CUDA cores: the contraction is split over
 //    thread groups and summed in shared memory in a fixed order (a few
 //    thousand FMAs per block);
@@ -83,8 +81,7 @@ struct SmallArgs {
 
 // Per-row facts, resolved by every block (S <= kSmallMaxRows).
 struct RowsSmem {
-  unsigned long long key[kSmallMaxRows];       // (segment << 32 | slot) of the lowest processable segment
-  unsigned long long key_hint[kSmallMaxRows];  // the same before the rank check (prefetch hint)
+  unsigned long long key[kSmallMaxRows];  // (segment << 32 | slot) of the lowest processable segment
   int slot[kSmallMaxRows];                // -1: the row is not processed
   int rank[kSmallMaxRows];
   int phys[kSmallMaxRows];
@@ -111,95 +108,54 @@ __device__ __forceinline__ void allow_next_grid() {
 #endif
 }
 
-// Row resolution in two halves, so that the weights' DRAM fetch overlaps the
-// second dependent load. Half 1: every segment's bounds and slot (issued
-// before the live count is known; they stay inside the arrays), the cheap
-// filter, and the slot's rank load issued but not yet consumed; each row
-// learns the slot of the lowest segment that passes the cheap filter
-// (key_hint), which the caller prefetches into L2. Half 2: the rank
-// completes the filter (key: the lowest fully processable segment, what
-// the row really uses), then the row's rank, scale and weight tile.
-struct Pending {
-  int b = 0, e = 0, w = 0, rank = 0;
-  float scale = 0.f;
-  bool cheap = false;
-};
-
-__device__ __forceinline__ bool cheap_ok(const KParams& p, int g, int n, int b, int e, int w) {
-  return g < n && b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L;
-}
-
-__device__ Pending rows_half1(const KParams& p, RowsSmem& s) {
+__device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   const int tid = static_cast<int>(threadIdx.x);
+  int t = -1;
   if (tid < p.S) {
     s.key[tid] = ~0ULL;
-    s.key_hint[tid] = ~0ULL;
-    s.phys[tid] = physical_row(p, tid);
+    t = physical_row(p, tid);  // issued before the segment loads; independent of them
   }
   __syncthreads();
   const int n = live_segments(p);
-  Pending m;
-  if (tid < p.capacity) {
-    m.b = __ldg(p.seg_indptr + tid), m.e = __ldg(p.seg_indptr + tid + 1), m.w = __ldg(p.weight_indices + tid);
-    m.cheap = cheap_ok(p, tid, n, m.b, m.e, m.w);
-    if (m.cheap) {
-      m.rank = __ldg(p.ranks + m.w);  // both consumed in half 2
-      m.scale = __ldg(p.scalings + m.w);
-      for (int i = m.b; i < m.e; ++i)
-        atomicMin(&s.key_hint[i], (static_cast<unsigned long long>(tid) << 32) | static_cast<unsigned>(m.w));
-    }
-  }
-  // Segments past the first kThreads (capacity > 128): resolved whole here.
-  for (int g = tid + kThreads; g < p.capacity; g += kThreads) {
+  for (int g = tid; g < p.capacity; g += kThreads) {
     const int b = __ldg(p.seg_indptr + g), e = __ldg(p.seg_indptr + g + 1), w = __ldg(p.weight_indices + g);
-    if (!cheap_ok(p, g, n, b, e, w)) continue;
-    const int r = __ldg(p.ranks + w);
-    const unsigned long long k = (static_cast<unsigned long long>(g) << 32) | static_cast<unsigned>(w);
-    for (int i = b; i < e; ++i) {
-      atomicMin(&s.key_hint[i], k);
-      if (r >= 1 && r <= p.r_max) atomicMin(&s.key[i], k);
+    if (g < n && b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L) {
+      const int r = __ldg(p.ranks + w);
+      (void)__ldg(p.scalings + w);  // warms L1 for the row's read below
+      if (r >= 1 && r <= p.r_max)
+        for (int i = b; i < e; ++i)
+          atomicMin(&s.key[i], (static_cast<unsigned long long>(g) << 32) | static_cast<unsigned>(w));
     }
   }
-  __syncthreads();
-  return m;
-}
-
-__device__ void rows_half2(const KParams& p, RowsSmem& s, const Pending& m) {
-  const int tid = static_cast<int>(threadIdx.x);
-  const unsigned long long mine = (static_cast<unsigned long long>(tid) << 32) | static_cast<unsigned>(m.w);
-  const bool valid = m.cheap && m.rank >= 1 && m.rank <= p.r_max;
-  if (valid)
-    for (int i = m.b; i < m.e; ++i) atomicMin(&s.key[i], mine);
-  __syncthreads();
-  // The winning segment's thread hands its rank and scale to its rows.
-  if (valid)
-    for (int i = m.b; i < m.e; ++i)
-      if (s.key[i] == mine) s.rank[i] = m.rank, s.scale[i] = m.scale;
   __syncthreads();
   int slot = -1;
   if (tid < p.S) {
     const unsigned long long key = s.key[tid];
-    if (key != ~0ULL && s.phys[tid] >= 0) {
+    int rank = 0;
+    float scale = 0.f;
+    if (key != ~0ULL && t >= 0) {
       slot = static_cast<int>(key & 0xffffffffULL);
-      if ((key >> 32) >= static_cast<unsigned long long>(kThreads)) {  // resolved in half 1's tail loop
-        s.rank[tid] = __ldg(p.ranks + slot);
-        s.scale[tid] = __ldg(p.scalings + slot);
-      }
+      rank = __ldg(p.ranks + slot);
+      scale = __ldg(p.scalings + slot);
     }
     s.slot[tid] = slot;
+    s.rank[tid] = rank;
+    s.scale[tid] = scale;
+    s.phys[tid] = t;
   }
   __syncthreads();
   // Rows of one slot share one weight tile: first row of the slot, then a dense tile number.
-  int first = -1;
+  int first = tid;
   if (tid < p.S && slot >= 0) {
-    first = tid;
     for (int j = 0; j < tid; ++j)
       if (s.slot[j] == slot) {
         first = j;
         break;
       }
+    s.first[tid] = first;
+  } else if (tid < p.S) {
+    s.first[tid] = -1;
   }
-  if (tid < p.S) s.first[tid] = first;
   __syncthreads();
   if (tid < p.S && slot >= 0) {
     int d = 0;
@@ -207,51 +163,6 @@ __device__ void rows_half2(const KParams& p, RowsSmem& s, const Pending& m) {
     s.tile[tid] = d;
   }
   __syncthreads();
-}
-
-// L2 prefetch of `rows` rows of `row_bytes` bytes, `stride` bytes apart,
-// one instruction per 128-byte line, spread over the block's threads.
-__device__ __forceinline__ void prefetch_rows(const void* base, long long stride, int rows, int row_bytes) {
-  const int lines = (row_bytes + 127) / 128;
-  for (int q = static_cast<int>(threadIdx.x); q < rows * lines; q += kThreads) {
-    const char* a = static_cast<const char*>(base) + (q / lines) * stride + (q % lines) * 128;
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a));
-  }
-}
-
-// The role's weight tile and input rows for the rows' hinted slots (stage 1
-// also the inputs), prefetched into L2 while the ranks load. A wrong hint
-// (garbage index data) costs bandwidth only.
-template <typename T, int K>
-__device__ void prefetch_role(const KParams& p, const Role& ro, int item, const RowsSmem& rs) {
-  const int n0 = (item % ro.n_chunks) * ro.nc;
-  const int h0 = (item / ro.n_chunks) * ro.hg;
-  const long long F = p.D_qk + p.D_v;
-  const long long eb = sizeof(T);
-  long long prev = -1;
-  for (int i = 0; i < p.S; ++i) {
-    const unsigned long long key = rs.key_hint[i];
-    if (key == ~0ULL) continue;
-    const long long l = static_cast<long long>(key & 0xffffffffULL);
-    if (l != prev) {
-      prev = l;
-      const T* A = static_cast<const T*>(p.A) + l * p.As0;
-      const T* B = static_cast<const T*>(p.B) + l * p.Bs0;
-      if (K == kQ1)
-        prefetch_rows(B + h0 * F * p.Bs1 + n0, p.Bs1 * eb, p.D_qk, static_cast<int>(eb * min(ro.nc, p.r_max - n0)));
-      else if (K == kV1)
-        prefetch_rows(A + static_cast<long long>(n0) * p.As1, p.As1 * eb, max(0, min(ro.nc, p.r_max - n0)),
-                      static_cast<int>(eb * p.R_kv));
-      else if (K == kQ2)
-        prefetch_rows(A + n0, p.As1 * eb, p.r_max, static_cast<int>(eb * ro.nc));
-      else
-        prefetch_rows(B + (h0 * F + p.D_qk + n0) * p.Bs1, p.Bs1 * eb, ro.nc, static_cast<int>(eb * p.r_max));
-    }
-    if ((K == kQ1 || K == kV1) && rs.phys[i] >= 0) {
-      const T* x = static_cast<const T*>(p.x) + rs.phys[i] * p.xs0 + h0 * p.xs1;
-      prefetch_rows(x, p.xs1 * eb, min(ro.hg, p.H - h0), static_cast<int>(eb * (K == kQ1 ? p.D_qk : p.R_kv)));
-    }
-  }
 }
 
 template <typename T>
@@ -428,13 +339,7 @@ __global__ void __launch_bounds__(kThreads) small_kernel(const SmallArgs a) {
   if (STAGE == 1) allow_next_grid();
   const int b = static_cast<int>(blockIdx.x);
   const bool q = b < a.role[0].blocks;
-  const KParams& p = q ? a.q : a.v;
-  const Pending m = rows_half1(p, rs);
-  if (q)
-    prefetch_role<T, STAGE == 1 ? kQ1 : kQ2>(p, a.role[0], b, rs);
-  else
-    prefetch_role<T, STAGE == 1 ? kV1 : kV2>(p, a.role[1], b - a.role[0].blocks, rs);
-  rows_half2(p, rs, m);
+  resolve_rows(q ? a.q : a.v, rs);
   if (q)
     run_role<T, STAGE == 1 ? kQ1 : kQ2>(a.q, a.role[0], a, b, rs, smem);
   else
@@ -552,9 +457,16 @@ SmallGeometry geometry(const ProblemShape& shape) {
   return g;
 }
 
-bool small_enabled() {
+// MLALORA_FAST_SMALL: 0 = never, 1 = every batch of <= kSmallMaxRows rows
+// (tests, A/B runs), unset = where they measured faster than the fast
+// kernels on the H200: one row at r_max > 64 (optimized/PERF.md, seventh
+// session: 0.74-0.87x the time there; at r <= 32, at r = 64 on TP1 and
+// at 4-16 rows they were slower).
+int small_mode() {
   const char* e = std::getenv("MLALORA_FAST_SMALL");
-  return !(e != nullptr && std::strcmp(e, "0") == 0);
+  if (e != nullptr && std::strcmp(e, "0") == 0) return 0;
+  if (e != nullptr && std::strcmp(e, "1") == 0) return 1;
+  return 2;
 }
 bool small_pdl_enabled() {
   const char* e = std::getenv("MLALORA_FAST_PDL");
@@ -578,9 +490,11 @@ size_t small_workspace_size(const ProblemShape& shape) {
 }
 
 bool small_batch_applies(const ProblemShape& shape) {
-  if (!small_enabled()) return false;
+  const int mode = small_mode();
+  if (mode == 0) return false;
   const Dims& d = shape.dims;
   if (d.S < 1 || d.S > kSmallMaxRows || d.H > (1 << 20)) return false;
+  if (mode == 2 && !(d.S == 1 && d.r_max > 64)) return false;
   return geometry(shape).ok;
 }
 

@@ -15,8 +15,10 @@ namespace mlalora::optimized::detail {
 inline constexpr int kSmallMaxRows = 16;
 
 // True when the fused fast path runs this shape with the small-batch kernels:
-// S <= kSmallMaxRows and the staging fits shared memory. MLALORA_FAST_SMALL=0
-// turns them off (the fast kernels with direct tiling run instead).
+// by default one row at r_max > 64 (where they measured faster); with
+// MLALORA_FAST_SMALL=1 every batch of <= kSmallMaxRows rows, with =0 none
+// (the fast kernels with direct tiling run instead). Also needs the staging
+// to fit shared memory.
 bool small_batch_applies(const ProblemShape& shape);
 // Workspace bytes of the rank-r intermediates of both sides (fp32, by
 // logical row); 0 when S > kSmallMaxRows. Shape only (not the env switch).

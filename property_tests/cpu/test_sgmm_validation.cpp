@@ -220,30 +220,42 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
   }
 }
 
-TEST_CASE("Small-batch kernels: taken for 1..16 rows, switchable, workspace from the shape alone", "[cli][validation]") {
-  // sgmm_small.cu: batches of at most 16 rows run the two-stage small-batch
-  // kernels, whose rank-r intermediates (fp32, both sides) live in the
-  // workspace; MLALORA_FAST_SMALL=0 runs the fast kernels instead, and the
-  // workspace size must not change with it (a graph may be captured under either).
+TEST_CASE("Small-batch kernels: where they run, the switch, workspace from the shape alone", "[cli][validation]") {
+  // sgmm_small.cu: by default one-row batches at r_max > 64 run the
+  // two-stage small-batch kernels (where they measured faster on the H200);
+  // MLALORA_FAST_SMALL=1 takes them for every batch of <= 16 rows, =0 never.
+  // Their rank-r intermediates (fp32, both sides) live in the workspace,
+  // whose size must not depend on the switch (a graph may be captured under either).
   using optimized::fast_path_layout;
+  CHECK(fast_path_layout(model_shape(1, 16, 8, 128, 1)).small_batch);
+  CHECK(fast_path_layout(model_shape(1, 128, 8, 128, 1)).small_batch);
+  CHECK(!fast_path_layout(model_shape(1, 16, 8, 64, 1)).small_batch);
+  CHECK(!fast_path_layout(model_shape(1, 16, 8, 16, 1)).small_batch);
+  CHECK(!fast_path_layout(model_shape(4, 16, 8, 128, 4)).small_batch);
   for (int64_t S : {1, 2, 7, 16}) {
-    const ProblemShape t = model_shape(S, 16, 8, 128, S);
-    INFO("S = " << S);
-    CHECK(fast_path_layout(t).small_batch);
-    const size_t ws = optimized::workspace_size(t, Path::fused, Side::q);
-    CHECK(ws >= 2 * static_cast<size_t>(S) * 16 * 128 * sizeof(float));  // Y_q and Y_v
-    CHECK(optimized::workspace_size_both(t, Path::fused) == ws);
-    test::ScopedEnv off("MLALORA_FAST_SMALL", "0");
-    CHECK(!fast_path_layout(t).small_batch);
-    CHECK(optimized::workspace_size(t, Path::fused, Side::q) == ws);
+    for (int64_t r : {16, 128}) {
+      const ProblemShape t = model_shape(S, 16, 8, r, S);
+      INFO("S = " << S << ", r_max = " << r);
+      const size_t ws = optimized::workspace_size(t, Path::fused, Side::q);
+      CHECK(ws >= 2 * static_cast<size_t>(S) * 16 * static_cast<size_t>(r) * sizeof(float));  // Y_q and Y_v
+      CHECK(optimized::workspace_size_both(t, Path::fused) == ws);
+      {
+        test::ScopedEnv on("MLALORA_FAST_SMALL", "1");
+        CHECK(fast_path_layout(t).small_batch);
+        CHECK(optimized::workspace_size(t, Path::fused, Side::q) == ws);
+      }
+      test::ScopedEnv off("MLALORA_FAST_SMALL", "0");
+      CHECK(!fast_path_layout(t).small_batch);
+      CHECK(optimized::workspace_size(t, Path::fused, Side::q) == ws);
+    }
   }
+  test::ScopedEnv on("MLALORA_FAST_SMALL", "1");
   CHECK(!fast_path_layout(model_shape(17, 16, 8, 128, 17)).small_batch);
-  CHECK(!fast_path_layout(model_shape(256, 16, 8, 64, 256)).small_batch);
   // r_max not a multiple of 8 (the intermediate's rows are padded to 8) and TP1 head counts.
   CHECK(optimized::workspace_size(model_shape(3, 128, 4, 20, 3), Path::fused, Side::v) >=
         2 * 3 * 128 * 24 * sizeof(float));
   CHECK(fast_path_layout(model_shape(3, 128, 4, 20, 3)).small_batch);
-  SECTION("too small a workspace is refused, naming the intermediates") {
+  SECTION("too small a workspace is refused, naming the size needed") {
     const ProblemShape t = model_shape(4, 16, 8, 64, 4);
     const size_t need = optimized::workspace_size(t, Path::fused, Side::q);
     Status st = call(t, fake_args(t), Side::q, Path::fused, need - 1);

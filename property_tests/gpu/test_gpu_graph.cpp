@@ -173,6 +173,9 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
         // direct forced in f16, so the device-side live count drives both.
         const char* tiling = dt == DType::f16 ? "direct" : "";
         test::ScopedEnv tiling_env("MLALORA_FAST_TILING", tiling);
+        // "small batch" (12 rows) runs the small-batch kernels only when forced
+        // ("one token", one row at r_max = 128, takes them by default).
+        test::ScopedEnv small_env("MLALORA_FAST_SMALL", std::string(gc.name) == "small batch" ? "1" : "");
         INFO("config " << gc.name << ", dtype " << dtype_name(dt) << ", path " << optimized::path_name(path)
                        << ", MLALORA_FAST_QV=" << (*qv ? qv : "(default)")
                        << ", MLALORA_FAST_TILING=" << (*tiling ? tiling : "(default)") << ", MLALORA_SEED=" << seed);
