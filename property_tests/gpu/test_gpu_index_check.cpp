@@ -165,6 +165,10 @@ TEST_CASE("kernels on garbage index data stay in bounds and write only processab
       {"odd dims, permutation", Dims{33, 3, 17, 24, 40, 3, 12}, 6, 10, 5, true},
       {"model dims, permutation", Dims{40, 2, 128, 128, 512, 3, 32}, 6, 12, 0, true},
       {"model dims, no permutation", Dims{40, 2, 128, 128, 512, 3, 32}, 6, 12, 8, false},
+      // the small-batch kernels (forced on): <= 16 rows, spare capacity, and
+      // more segment slots than a block has threads
+      {"small batch, permutation", Dims{12, 4, 128, 128, 512, 3, 96}, 20, 6, 0, true},
+      {"small batch, 150 segments", Dims{16, 2, 64, 64, 64, 3, 16}, 150, 4, 8, false},
   };
   const uint64_t seed = test::base_seed();
   const int trials = std::max(2, test::env_int("MLALORA_GARBAGE_TRIALS", 6));
@@ -232,6 +236,8 @@ TEST_CASE("kernels on garbage index data stay in bounds and write only processab
             // each block finds its own segment): both must filter the same way.
             const char* tiling = trial % 2 == 1 ? "direct" : "plan";
             test::ScopedEnv tiling_env("MLALORA_FAST_TILING", tiling);
+            const bool small_cfg = std::string(cfg.name).rfind("small batch", 0) == 0;
+            test::ScopedEnv small_env("MLALORA_FAST_SMALL", small_cfg ? "1" : "");
             INFO(cfg.name << ", " << dtype_name(dt) << ", trial " << trial << ", "
                           << (graph ? "graph mode" : "host count") << ", " << optimized::path_name(path)
                           << ", MLALORA_FAST_TILING=" << tiling << ", MLALORA_SEED=" << seed);

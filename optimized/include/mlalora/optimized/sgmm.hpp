@@ -23,6 +23,13 @@
 //    64 tokens. Needs a workspace (the plan; workspace_size says how much).
 //    Shapes with long segments (prefill, chunked) or at most 16 rows skip
 //    the plan: each block finds its segment itself (fast_path_layout).
+//    Batches of at most 16 rows at r_max > 64 with one row or at most 16
+//    heads run the small-batch kernels instead (sgmm_small.cu, still family
+//    "fast"; fast_path_layout().small_batch; MLALORA_FAST_SMALL=0/1 turns
+//    them off / on for every batch of <= 16 rows): two CUDA-core stages
+//    that spread the weights thin over the grid, the rank-r intermediate
+//    (fp32, both sides) in the workspace, the second stage a programmatic
+//    dependent launch.
 //  - mma (sgmm_mma.cu): bf16/f16 tensor cores for every other shape with
 //    r_max <= 128, and the split path's steps.
 //  - generic (sgmm_generic.cu): f32, and bf16/f16 with r_max > 128 (fp32 FMA).
@@ -97,7 +104,9 @@ const char* path_name(Path p);
 
 // Workspace bytes a call needs (0 allowed). Depends only on the shape. The
 // split path needs the (S, H, r_max) intermediate; the fused path needs the
-// fast path's tile plan when the shape is eligible for it (else 0).
+// fast path's tile plan when the shape is eligible for it (else 0), or for
+// S <= 16 the small-batch kernels' intermediates if larger (2*S*H*r_max
+// rounded up to 8, fp32), whichever kernels run.
 size_t workspace_size(const ProblemShape& shape, Path path, Side side);
 
 // Which kernel family lora_correction(..., Path::fused, ...) runs for these
