@@ -13,6 +13,19 @@ Traces of a TRACE=2 build (scripts/trace_build.sh) put mark 2 where stage 1's
 first staged bytes have landed: there "stage 1" is index -> landed and
 "stage 2" is landed -> end.
 
+The small-batch kernels (sgmm_small.cu; sides q1, v1 of stage 1 and q2, v2
+of stage 2) have their own phases:
+
+  rows        entry -> rows resolved (two dependent index loads)
+  staging     stage 1: -> its weights and inputs have landed in shared memory
+  wait        stage 2: -> griddepcontrol.wait returned (stage 1 complete)
+  rest        -> the block's last warp is done (stage 2: Y load, compute, stores)
+
+and per shape the chain between the two kernels: stage 1's span (first
+entry -> last end), when stage 2's first and median blocks were released
+from the wait, counted from stage 1's last end (the programmatic launch's
+release latency), and stage 2's end.
+
 usage: trace_summary.py DIR [--csv]   (--csv: one machine-readable line per shape and side)
 """
 import csv
@@ -40,6 +53,42 @@ def phases(rows):
     return out
 
 
+SMALL_SIDES = ("q1", "v1", "q2", "v2")
+
+
+def small_phases(rows, stage2):
+    out = {"rows": [], "wait" if stage2 else "staging": [], "rest": [], "block": []}
+    mid = "wait" if stage2 else "staging"
+    for r in rows:
+        n = [int(r[k]) for k in ("ns_entry", "ns_index", "ns_stage1", "ns_end")]
+        if 0 in n:
+            continue
+        out["rows"].append((n[1] - n[0]) / 1e3)
+        out[mid].append((n[2] - n[1]) / 1e3)
+        out["rest"].append((n[3] - n[2]) / 1e3)
+        out["block"].append((n[3] - n[0]) / 1e3)
+    return out
+
+
+def small_chain(rows, t0):
+    """Stage 1 span, stage 2's release from the wait (after stage 1's last end), stage 2's end (us from t0)."""
+    s1 = [r for r in rows if r["side"] in ("q1", "v1")]
+    s2 = [r for r in rows if r["side"] in ("q2", "v2")]
+    if not s1 or not s2:
+        return None
+    end1 = max(int(r["ns_end"]) for r in s1)
+    rel = sorted(int(r["ns_stage1"]) for r in s2 if int(r["ns_stage1"]) > 0)
+    if not rel:
+        return None
+    return {
+        "stage1_end": (end1 - t0) / 1e3,
+        "release_first": (rel[0] - end1) / 1e3,
+        "release_median": (statistics.median(rel) - end1) / 1e3,
+        "stage2_first_entry": (min(int(r["ns_entry"]) for r in s2) - t0) / 1e3,
+        "stage2_end": (max(int(r["ns_end"]) for r in s2) - t0) / 1e3,
+    }
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -63,11 +112,21 @@ def main():
         if not as_csv:
             print(f"== {shape}: {len(rows)} blocks, span {(t1 - t0) / 1e3:.2f} us, "
                   f"last block started at {max(starts) / 1e3:.2f} us")
-        for side in ("q", "v"):
+        chain = small_chain(rows, t0)
+        if chain is not None:
+            if as_csv:
+                for k, v in chain.items():
+                    print(f"{shape},chain,0,{(t1 - t0) / 1e3:.3f},0.000,{k},{v:.3f},{v:.3f}")
+            else:
+                print(f"  small-batch chain: stage 1 ends at {chain['stage1_end']:.2f} us; stage 2 entered at "
+                      f"{chain['stage2_first_entry']:.2f} us, released from the wait {chain['release_first']:.2f} us "
+                      f"(first) / {chain['release_median']:.2f} us (median) after stage 1's end, "
+                      f"ends at {chain['stage2_end']:.2f} us")
+        for side in ("q", "v") + SMALL_SIDES:
             sr = [r for r in rows if r["side"] == side]
             if not sr:
                 continue
-            ph = phases(sr)
+            ph = small_phases(sr, side in ("q2", "v2")) if side in SMALL_SIDES else phases(sr)
             spread = (max(int(r["ns_entry"]) for r in sr) - min(int(r["ns_entry"]) for r in sr)) / 1e3
             for name, vals in ph.items():
                 if not vals:

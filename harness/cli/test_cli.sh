@@ -46,6 +46,20 @@ CSV
 expect 0 "span 12.50 us, last block started at 1.00 us" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace"
 expect 0 "S_tp1_r16,v,2,12.500,0.500,stage 1,10.000,10.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace" --csv
 expect 0 "S_tp1_r16,q,2,12.500,0.000,wait\+index,2.000,3.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace" --csv
+# Small-batch kernels: stage 1 (q1, v1) ends at 6 us after its first entry; stage 2's
+# blocks are released from the wait 1.0 / 1.5 us after that and end at 9.5 us.
+mkdir -p "$TMP/trace2"
+cat > "$TMP/trace2/T1.csv" <<'CSV'
+block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end
+0,q1,0,1,1000,2000,4000,5000,1,2,3,4
+1,v1,1,1,1000,2500,5000,7000,1,2,3,4
+0,q2,2,1,2000,3000,8000,9500,1,2,3,4
+1,v2,3,1,2500,3500,9000,10500,1,2,3,4
+CSV
+expect 0 "stage 1 ends at 6.00 us; stage 2 entered at 1.00 us, released from the wait 1.00 us (first) / 1.50 us (median)" \
+  python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2"
+expect 0 "T1,v2,1,9.500,0.000,wait,5.500,5.500" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2" --csv
+expect 0 "T1,q1,1,9.500,0.000,staging,2.000,2.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2" --csv
 expect 1 "no .csv traces" python3 "$SRC/scripts/trace_summary.py" "$TMP"
 expect 3 "no MLALORA_FAST_TRACE" "$BIN" bench --suite smoke --trace-dir "$TMP/tr" --out "$TMP/b.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12

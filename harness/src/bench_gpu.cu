@@ -225,7 +225,7 @@ Status write_trace(const std::string& dir, const std::string& shape_name, const 
     if (!f) return Status::IoError("--trace-dir: cannot write " + tmp.string());
     f << "block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end\n";
     for (const auto& r : recs) {
-      f << r.block << ',' << (r.side ? "v" : "q") << ',' << r.smid << ',' << int(r.resolved);
+      f << r.block << ',' << optimized::fast_trace_side_name(r.side) << ',' << r.smid << ',' << int(r.resolved);
       for (uint64_t t : r.ns) f << ',' << t;
       for (int64_t c : r.cycles) f << ',' << c;
       f << '\n';

@@ -1311,7 +1311,7 @@ Status fast_trace_reset(cudaStream_t stream) {
   cudaError_t e = cudaGetSymbolAddress(&a, detail::g_fast_trace);
   if (e == cudaSuccess) e = cudaMemsetAsync(a, 0, sizeof(detail::TraceSlot) * kFastTraceBlocks, stream);
   if (e != cudaSuccess) return Status::DeviceError(std::string("fast_trace_reset: ") + cudaGetErrorString(e));
-  return Status::Ok();
+  return detail::small_trace_reset(stream);
 #else
   (void)stream;
   return Status::NotSupported("fast-path trace: this build has no MLALORA_FAST_TRACE (scripts/trace_build.sh)");
@@ -1333,7 +1333,7 @@ Status fast_trace_read(std::vector<FastTraceRecord>* out) {
     for (int k = 0; k < kFastTraceMarks; ++k) r.ns[k] = s.ns[k], r.cycles[k] = s.cycles[k];
     out->push_back(r);
   }
-  return Status::Ok();
+  return detail::small_trace_read(out);
 #else
   return Status::NotSupported("fast-path trace: this build has no MLALORA_FAST_TRACE (scripts/trace_build.sh)");
 #endif

@@ -40,6 +40,7 @@
 #include <cstring>
 #include <string>
 
+#include "mlalora/optimized/fast_trace.hpp"
 #include "sgmm_fast.hpp"
 #include "sgmm_ptx.cuh"
 #include "sgmm_small.hpp"
@@ -107,6 +108,60 @@ __device__ __forceinline__ void allow_next_grid() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::);
 #endif
 }
+
+// ---- phase trace (MLALORA_FAST_TRACE builds only; fast_trace.hpp) ----------------------
+// Per block of each stage: entry, rows resolved, then stage 1: its staged
+// bytes landed / stage 2: griddepcontrol.wait returned, and the end (last
+// warp, atomicMax). Records carry side 2 + role (q1, v1, q2, v2).
+#ifndef MLALORA_FAST_TRACE
+#define MLALORA_FAST_TRACE 0
+#endif
+struct SmallTraceSlot {
+  unsigned long long ns[kFastTraceMarks];
+  long long cycles[kFastTraceMarks];
+  int role, smid;
+};
+#if MLALORA_FAST_TRACE
+__device__ SmallTraceSlot g_small_trace[2][kFastTraceBlocks];
+__device__ __forceinline__ unsigned long long small_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+template <int STAGE>
+__device__ __forceinline__ void small_mark(int k) {
+  if (threadIdx.x == 0 && blockIdx.x < kFastTraceBlocks) {
+    SmallTraceSlot& s = g_small_trace[STAGE - 1][blockIdx.x];
+    s.cycles[k] = clock64();
+    s.ns[k] = small_ns();
+  }
+}
+template <int STAGE>
+__device__ __forceinline__ void small_entry(int role) {
+  if (threadIdx.x == 0 && blockIdx.x < kFastTraceBlocks) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    g_small_trace[STAGE - 1][blockIdx.x].role = role;
+    g_small_trace[STAGE - 1][blockIdx.x].smid = static_cast<int>(smid);
+  }
+  small_mark<STAGE>(0);
+}
+template <int STAGE>
+__device__ __forceinline__ void small_end() {
+  if ((threadIdx.x & 31) == 0 && blockIdx.x < kFastTraceBlocks) {
+    SmallTraceSlot& s = g_small_trace[STAGE - 1][blockIdx.x];
+    atomicMax(reinterpret_cast<unsigned long long*>(&s.cycles[3]), static_cast<unsigned long long>(clock64()));
+    atomicMax(&s.ns[3], small_ns());
+  }
+}
+#else
+template <int STAGE>
+__device__ __forceinline__ void small_mark(int) {}
+template <int STAGE>
+__device__ __forceinline__ void small_entry(int) {}
+template <int STAGE>
+__device__ __forceinline__ void small_end() {}
+#endif
 
 __device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   const int tid = static_cast<int>(threadIdx.x);
@@ -244,6 +299,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
   // ---- stage 2: Y of stage 1 (after it has completed)
   if (kStage2) {
     wait_for_prior_grid();
+    small_mark<2>(2);
     const float* yg = a.y[K == kQ2 ? 0 : 1];
     float* dst_base = reinterpret_cast<float*>(smem + ro.off_x);
     const int per_row = a.y_pitch / 4;
@@ -257,6 +313,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
   }
   ptx::cp_async_wait<0>();
   __syncthreads();
+  if (!kStage2) small_mark<1>(2);
 
   // ---- compute: thread = (k-slice ksi, compute row rho, column or 8-column vector)
   float* red = reinterpret_cast<float*>(smem + ro.off_red);
@@ -339,11 +396,14 @@ __global__ void __launch_bounds__(kThreads) small_kernel(const SmallArgs a) {
   if (STAGE == 1) allow_next_grid();
   const int b = static_cast<int>(blockIdx.x);
   const bool q = b < a.role[0].blocks;
+  small_entry<STAGE>(q ? (STAGE == 1 ? kQ1 : kQ2) : (STAGE == 1 ? kV1 : kV2));
   resolve_rows(q ? a.q : a.v, rs);
+  small_mark<STAGE>(1);
   if (q)
     run_role<T, STAGE == 1 ? kQ1 : kQ2>(a.q, a.role[0], a, b, rs, smem);
   else
     run_role<T, STAGE == 1 ? kV1 : kV2>(a.v, a.role[1], a, b - a.role[0].blocks, rs, smem);
+  small_end<STAGE>();
 }
 
 // ---- host side -------------------------------------------------------------------------
@@ -482,6 +542,37 @@ Status launch_stages(const SmallArgs& s1, const SmallArgs& s2, const SmallGeomet
 }
 
 }  // namespace
+
+Status small_trace_reset(cudaStream_t stream) {
+#if MLALORA_FAST_TRACE
+  void* a = nullptr;
+  cudaError_t e = cudaGetSymbolAddress(&a, g_small_trace);
+  if (e == cudaSuccess) e = cudaMemsetAsync(a, 0, sizeof(g_small_trace), stream);
+  if (e != cudaSuccess) return Status::DeviceError(std::string("small_trace_reset: ") + cudaGetErrorString(e));
+#else
+  (void)stream;
+#endif
+  return Status::Ok();
+}
+
+Status small_trace_read(std::vector<FastTraceRecord>* out) {
+#if MLALORA_FAST_TRACE
+  std::vector<SmallTraceSlot> slots(2 * static_cast<size_t>(kFastTraceBlocks));
+  const cudaError_t e = cudaMemcpyFromSymbol(slots.data(), g_small_trace, sizeof(g_small_trace));
+  if (e != cudaSuccess) return Status::DeviceError(std::string("small_trace_read: ") + cudaGetErrorString(e));
+  for (size_t k = 0; k < slots.size(); ++k) {
+    const SmallTraceSlot& s = slots[k];
+    if (s.ns[0] == 0) continue;
+    FastTraceRecord r;
+    r.block = static_cast<int>(k % kFastTraceBlocks), r.side = 2 + s.role, r.smid = s.smid, r.resolved = true;
+    for (int m = 0; m < kFastTraceMarks; ++m) r.ns[m] = s.ns[m], r.cycles[m] = s.cycles[m];
+    out->push_back(r);
+  }
+#else
+  (void)out;
+#endif
+  return Status::Ok();
+}
 
 size_t small_workspace_size(const ProblemShape& shape) {
   const Dims& d = shape.dims;

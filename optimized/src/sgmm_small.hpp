@@ -6,6 +6,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <vector>
+
+#include "mlalora/optimized/fast_trace.hpp"
 
 #include "mlalora/optimized/sgmm.hpp"
 #include "sgmm_kernels.hpp"
@@ -29,5 +32,10 @@ size_t small_workspace_size(const ProblemShape& shape);
 // pq / pv: null for a side not run. Both must be fast_eligible.
 Status launch_small(const ProblemShape& shape, const KParams* pq, const KParams* pv, DType dt, void* workspace,
                     size_t workspace_bytes, cudaStream_t stream);
+
+// Trace builds (MLALORA_FAST_TRACE): clear / append the small-batch kernels'
+// per-block records (side 2 + role: q1, v1, q2, v2); no-ops otherwise.
+Status small_trace_reset(cudaStream_t stream);
+Status small_trace_read(std::vector<FastTraceRecord>* out);
 
 }  // namespace mlalora::optimized::detail

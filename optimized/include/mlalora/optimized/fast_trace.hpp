@@ -27,12 +27,19 @@ inline constexpr int kFastTraceMarks = 4;  // entry, index resolved, stage 1 don
 
 struct FastTraceRecord {
   int block = 0;
-  int side = 0;  // 0: q block, 1: v block
+  int side = 0;  // fast kernels: 0 q block, 1 v block; small-batch kernels (sgmm_small.cu): 2 q1, 3 v1
+                 // (stage 1), 4 q2, 5 v2 (stage 2), whose mark 2 is "staged bytes landed" (stage 1)
+                 // or "griddepcontrol.wait returned" (stage 2); fast_trace_side_name() names them
   int smid = 0;
   bool resolved = false;  // the block found a tile (else it returned after the index step)
   uint64_t ns[kFastTraceMarks] = {};  // %globaltimer at each mark (0: not reached)
   int64_t cycles[kFastTraceMarks] = {};  // clock64 at each mark (same SM for all marks of a block)
 };
+
+inline const char* fast_trace_side_name(int side) {
+  static const char* const names[] = {"q", "v", "q1", "v1", "q2", "v2"};
+  return side >= 0 && side < 6 ? names[side] : "?";
+}
 
 bool fast_trace_compiled();
 // Clears the trace buffer (stream-ordered), so the next fast-path launch
