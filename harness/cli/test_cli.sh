@@ -56,7 +56,7 @@ block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,
 0,q2,2,1,2000,3000,8000,9500,1,2,3,4
 1,v2,3,1,2500,3500,9000,10500,1,2,3,4
 CSV
-expect 0 "stage 1 ends at 6.00 us; stage 2 entered at 1.00 us, released from the wait 1.00 us (first) / 1.50 us (median)" \
+expect 0 "stage 1 ends at 6.00 us; stage 2 entered at 1.00 us, released from the wait 1.00 us \(first\) / 1.50 us \(median\)" \
   python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2"
 expect 0 "T1,v2,1,9.500,0.000,wait,5.500,5.500" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2" --csv
 expect 0 "T1,q1,1,9.500,0.000,staging,2.000,2.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace2" --csv
