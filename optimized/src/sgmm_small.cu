@@ -45,6 +45,19 @@
 #include "sgmm_ptx.cuh"
 #include "sgmm_small.hpp"
 
+// Loops stay rolled (MLALORA_SMALL_ROLLED=0 builds let the compiler unroll
+// them): at one token the time of a block is a chain of latencies, and cold
+// code is one of them (the bench flushes L2, code included, and so does a
+// serving step's other work). Rolling shrinks the code a block runs.
+#ifndef MLALORA_SMALL_ROLLED
+#define MLALORA_SMALL_ROLLED 1
+#endif
+#if MLALORA_SMALL_ROLLED
+#define MLALORA_SMALL_LOOP _Pragma("unroll 1")
+#else
+#define MLALORA_SMALL_LOOP
+#endif
+
 namespace mlalora::optimized::detail {
 namespace {
 
@@ -172,12 +185,14 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   }
   __syncthreads();
   const int n = live_segments(p);
+  MLALORA_SMALL_LOOP
   for (int g = tid; g < p.capacity; g += kThreads) {
     const int b = __ldg(p.seg_indptr + g), e = __ldg(p.seg_indptr + g + 1), w = __ldg(p.weight_indices + g);
     if (g < n && b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L) {
       const int r = __ldg(p.ranks + w);
       (void)__ldg(p.scalings + w);  // warms L1 for the row's read below
       if (r >= 1 && r <= p.r_max)
+        MLALORA_SMALL_LOOP
         for (int i = b; i < e; ++i)
           atomicMin(&s.key[i], (static_cast<unsigned long long>(g) << 32) | static_cast<unsigned>(w));
     }
@@ -202,6 +217,7 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   // Rows of one slot share one weight tile: first row of the slot, then a dense tile number.
   int first = tid;
   if (tid < p.S && slot >= 0) {
+    MLALORA_SMALL_LOOP
     for (int j = 0; j < tid; ++j)
       if (s.slot[j] == slot) {
         first = j;
@@ -214,6 +230,7 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   __syncthreads();
   if (tid < p.S && slot >= 0) {
     int d = 0;
+    MLALORA_SMALL_LOOP
     for (int j = 0; j < first; ++j) d += s.first[j] == j;
     s.tile[tid] = d;
   }
@@ -248,11 +265,13 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
   const int tile_rows = K == kQ1 ? p.D_qk : (K == kQ2 ? p.r_max : ro.nc);
 
   // ---- weights: one tile per distinct slot; bytes past the rank zero-filled, never read
+  MLALORA_SMALL_LOOP
   for (int i = 0; i < S; ++i) {
     if (rs.slot[i] < 0 || rs.first[i] != i) continue;
     const long long l = rs.slot[i];
     const int rank = rs.rank[i];
     T* tile = Ws + static_cast<size_t>(rs.tile[i]) * ro.w_elems;
+    MLALORA_SMALL_LOOP
     for (int pc = tid; pc < tile_rows * pieces_per_row; pc += kThreads) {
       const int row = pc / pieces_per_row, c = (pc % pieces_per_row) * 8;
       const T* src = Wg;
@@ -286,6 +305,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
     const int len = kStage2 ? ro.nc : (K == kQ1 ? p.D_qk : p.R_kv);
     const int pitch = kStage2 ? ro.nc : ro.x_pitch;
     const int per_row = len / 8;
+    MLALORA_SMALL_LOOP
     for (int pc = tid; pc < ro.R * per_row; pc += kThreads) {
       const int rho = pc / per_row, c = (pc % per_row) * 8;
       const int i = rho / ro.hg, h = h0 + rho % ro.hg;
@@ -303,6 +323,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
     const float* yg = a.y[K == kQ2 ? 0 : 1];
     float* dst_base = reinterpret_cast<float*>(smem + ro.off_x);
     const int per_row = a.y_pitch / 4;
+    MLALORA_SMALL_LOOP
     for (int pc = tid; pc < ro.R * per_row; pc += kThreads) {
       const int rho = pc / per_row, c = (pc % per_row) * 4;
       const int i = rho / ro.hg, h = h0 + rho % ro.hg;
@@ -331,6 +352,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
       const int kend = K == kQ1 ? p.D_qk : rs.rank[i];
       const T* xa = reinterpret_cast<const T*>(smem + ro.off_x) + rho * ro.x_pitch;
       const float* xf = reinterpret_cast<const float*>(smem + ro.off_x) + rho * ro.x_pitch;
+      MLALORA_SMALL_LOOP
       for (int k = ksi; k < kend; k += ks) {
         const float x = K == kQ1 ? Elem<T>::to_f(xa[k]) : xf[k];
         float wf[8];
@@ -349,6 +371,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
       const int kvend = K == kV1 ? p.R_kv / 8 : (rs.rank[i] + 7) / 8;
       const T* xa = reinterpret_cast<const T*>(smem + ro.off_x) + rho * ro.x_pitch;
       const float* xf = reinterpret_cast<const float*>(smem + ro.off_x) + rho * ro.x_pitch;
+      MLALORA_SMALL_LOOP
       for (int kv = ksi; kv < kvend; kv += ks) {
         float wf[8], xv[8];
         unpack8<T>(*reinterpret_cast<const uint4*>(w + kv * 8), wf);
@@ -370,11 +393,13 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
 
   // ---- fixed-order sum over the k-slices, then the epilogue
   const int outs = ro.R * ro.nc;
+  MLALORA_SMALL_LOOP
   for (int o = tid; o < outs; o += kThreads) {
     const int orho = o / ro.nc, n = o % ro.nc;
     const int oi = orho / ro.hg, oh = h0 + orho % ro.hg;
     if (oi >= S || oh >= p.H || rs.slot[oi] < 0) continue;
     float sum = 0.f;
+    MLALORA_SMALL_LOOP
     for (int s = 0; s < ks; ++s) sum += red[s * outs + o];
     const int ng = n0 + n;
     if (!kStage2) {
