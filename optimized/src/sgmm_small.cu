@@ -45,10 +45,12 @@
 #include "sgmm_ptx.cuh"
 #include "sgmm_small.hpp"
 
-// Loops stay rolled (MLALORA_SMALL_ROLLED=0 builds let the compiler unroll
-// them): at one token the time of a block is a chain of latencies, and cold
-// code is one of them (the bench flushes L2, code included, and so does a
-// serving step's other work). Rolling shrinks the code a block runs.
+// The index and staging loops stay rolled (MLALORA_SMALL_ROLLED=0 builds
+// let the compiler unroll them): at one token a block's time is a chain of
+// latencies, and fetching cold code is one of them (the bench flushes L2,
+// code included, and so does a serving step's other work). Rolling them cut
+// the rows and staging phases by 0.3-0.5 us each (phase traces, PERF.md);
+// rolling the compute loops as well cost 1-2 us, so those stay unrolled.
 #ifndef MLALORA_SMALL_ROLLED
 #define MLALORA_SMALL_ROLLED 1
 #endif
@@ -352,7 +354,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
       const int kend = K == kQ1 ? p.D_qk : rs.rank[i];
       const T* xa = reinterpret_cast<const T*>(smem + ro.off_x) + rho * ro.x_pitch;
       const float* xf = reinterpret_cast<const float*>(smem + ro.off_x) + rho * ro.x_pitch;
-      MLALORA_SMALL_LOOP
+#pragma unroll 4
       for (int k = ksi; k < kend; k += ks) {
         const float x = K == kQ1 ? Elem<T>::to_f(xa[k]) : xf[k];
         float wf[8];
@@ -371,7 +373,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
       const int kvend = K == kV1 ? p.R_kv / 8 : (rs.rank[i] + 7) / 8;
       const T* xa = reinterpret_cast<const T*>(smem + ro.off_x) + rho * ro.x_pitch;
       const float* xf = reinterpret_cast<const float*>(smem + ro.off_x) + rho * ro.x_pitch;
-      MLALORA_SMALL_LOOP
+#pragma unroll 4
       for (int kv = ksi; kv < kvend; kv += ks) {
         float wf[8], xv[8];
         unpack8<T>(*reinterpret_cast<const uint4*>(w + kv * 8), wf);
@@ -393,13 +395,11 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
 
   // ---- fixed-order sum over the k-slices, then the epilogue
   const int outs = ro.R * ro.nc;
-  MLALORA_SMALL_LOOP
   for (int o = tid; o < outs; o += kThreads) {
     const int orho = o / ro.nc, n = o % ro.nc;
     const int oi = orho / ro.hg, oh = h0 + orho % ro.hg;
     if (oi >= S || oh >= p.H || rs.slot[oi] < 0) continue;
     float sum = 0.f;
-    MLALORA_SMALL_LOOP
     for (int s = 0; s < ks; ++s) sum += red[s * outs + o];
     const int ng = n0 + n;
     if (!kStage2) {
@@ -559,8 +559,32 @@ bool small_pdl_enabled() {
   return !(e != nullptr && std::strcmp(e, "0") == 0);
 }
 
+// Both stages ask for the largest shared-memory carveout, so that stage 2's
+// blocks can join stage 1's SMs as soon as they launch: an SM runs blocks of
+// two kernels side by side only under one L1/shared split, and the split
+// the driver picks per kernel follows its own needs (MLALORA_SMALL_CARVEOUT=0:
+// the driver's choice; A/B runs). Set on the first (eager) call.
+bool small_carveout() {
+  const char* e = std::getenv("MLALORA_SMALL_CARVEOUT");
+  return !(e != nullptr && std::strcmp(e, "0") == 0);
+}
+template <typename T>
+Status set_carveout_once() {
+  static const cudaError_t e = [] {
+    if (!small_carveout()) return cudaSuccess;
+    cudaError_t a = cudaFuncSetAttribute(small_kernel<T, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         cudaSharedmemCarveoutMaxShared);
+    if (a != cudaSuccess) return a;
+    return cudaFuncSetAttribute(small_kernel<T, 2>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                cudaSharedmemCarveoutMaxShared);
+  }();
+  if (e != cudaSuccess) return Status::DeviceError(std::string("small-batch kernels: carveout: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
 template <typename T>
 Status launch_stages(const SmallArgs& s1, const SmallArgs& s2, const SmallGeometry& g, bool pdl, cudaStream_t stream) {
+  MLALORA_RETURN_IF_ERROR(set_carveout_once<T>());
   const int b1 = s1.role[0].blocks + s1.role[1].blocks, b2 = s2.role[0].blocks + s2.role[1].blocks;
   MLALORA_RETURN_IF_ERROR(launch_ex(small_kernel<T, 1>, dim3(b1), dim3(kThreads), g.smem[0], false, stream, s1));
   return launch_ex(small_kernel<T, 2>, dim3(b2), dim3(kThreads), g.smem[1], pdl, stream, s2);
