@@ -544,10 +544,11 @@ SmallGeometry geometry(const ProblemShape& shape) {
 
 // MLALORA_FAST_SMALL: 0 = never, 1 = every batch of <= kSmallMaxRows rows
 // (tests, A/B runs), unset = where they measured faster than the fast
-// kernels on the H200 (optimized/PERF.md, seventh session): r_max > 64 and
-// either one row (0.76x at TP8, 0.88x at TP1 r = 128) or at most 16 heads
-// (TP8 r = 128 at 4 and 16 rows: 0.80x, 0.87x). At r <= 64, and at 4-16
-// rows with 128 heads, they were slower (up to 3x with 8 slots in 16 rows).
+// kernels on the H200 (optimized/PERF.md, seventh session): one row at
+// r_max >= 64 (0.70-0.99x), and 1-16 rows at r_max > 64 with at most 16
+// heads (TP8 r = 128 at 4 and 16 rows: 0.80x, 0.92x). One row at r <= 32 was
+// 0.89-1.05x (not taken), and 4-16 rows at r <= 64 or with 128 heads were
+// slower, up to 3x with 8 slots in 16 rows.
 int small_mode() {
   const char* e = std::getenv("MLALORA_FAST_SMALL");
   if (e != nullptr && std::strcmp(e, "0") == 0) return 0;
@@ -635,7 +636,7 @@ bool small_batch_applies(const ProblemShape& shape) {
   if (mode == 0) return false;
   const Dims& d = shape.dims;
   if (d.S < 1 || d.S > kSmallMaxRows || d.H > (1 << 20)) return false;
-  if (mode == 2 && !(d.r_max > 64 && (d.S == 1 || d.H <= 16))) return false;
+  if (mode == 2 && !((d.S == 1 && d.r_max >= 64) || (d.r_max > 64 && d.H <= 16))) return false;
   return geometry(shape).ok;
 }
 

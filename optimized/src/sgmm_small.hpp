@@ -18,8 +18,8 @@ namespace mlalora::optimized::detail {
 inline constexpr int kSmallMaxRows = 16;
 
 // True when the fused fast path runs this shape with the small-batch kernels:
-// by default r_max > 64 with one row or at most 16 heads (where they
-// measured faster on the H200); with
+// by default one row at r_max >= 64, or r_max > 64 with at most 16 heads
+// (where they measured faster on the H200); with
 // MLALORA_FAST_SMALL=1 every batch of <= kSmallMaxRows rows, with =0 none
 // (the fast kernels with direct tiling run instead). Also needs the staging
 // to fit shared memory.

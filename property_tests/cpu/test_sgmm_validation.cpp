@@ -221,16 +221,19 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
 }
 
 TEST_CASE("Small-batch kernels: where they run, the switch, workspace from the shape alone", "[cli][validation]") {
-  // sgmm_small.cu: by default batches of <= 16 rows at r_max > 64 with one
-  // row or at most 16 heads run the two-stage small-batch kernels (where
-  // they measured faster on the H200);
+  // sgmm_small.cu: by default one-row batches at r_max >= 64 and batches of
+  // <= 16 rows at r_max > 64 with at most 16 heads run the two-stage
+  // small-batch kernels (where they measured faster on the H200);
   // MLALORA_FAST_SMALL=1 takes them for every batch of <= 16 rows, =0 never.
   // Their rank-r intermediates (fp32, both sides) live in the workspace,
   // whose size must not depend on the switch (a graph may be captured under either).
   using optimized::fast_path_layout;
   CHECK(fast_path_layout(model_shape(1, 16, 8, 128, 1)).small_batch);
   CHECK(fast_path_layout(model_shape(1, 128, 8, 128, 1)).small_batch);
-  CHECK(!fast_path_layout(model_shape(1, 16, 8, 64, 1)).small_batch);
+  CHECK(fast_path_layout(model_shape(1, 16, 8, 64, 1)).small_batch);
+  CHECK(fast_path_layout(model_shape(1, 128, 8, 64, 1)).small_batch);
+  CHECK(!fast_path_layout(model_shape(2, 16, 8, 64, 2)).small_batch);
+  CHECK(!fast_path_layout(model_shape(1, 16, 8, 32, 1)).small_batch);
   CHECK(!fast_path_layout(model_shape(1, 16, 8, 16, 1)).small_batch);
   CHECK(fast_path_layout(model_shape(4, 16, 8, 128, 4)).small_batch);
   CHECK(fast_path_layout(model_shape(16, 16, 8, 128, 16)).small_batch);

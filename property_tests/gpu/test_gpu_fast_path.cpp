@@ -60,8 +60,8 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       // Tiling cycles too: the shape's own choice, then direct (no plan
       // kernel) and plan forced, so both tilings see every kind of batch.
       test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
-      // Batches of <= 16 rows at r_max > 64 (one row, or at most 16 heads)
-      // take the small-batch kernels (their own test below) unless
+      // Small batches (one row at r_max >= 64; <= 16 rows at r_max > 64 and
+      // <= 16 heads) take the small-batch kernels (their own test below) unless
       // MLALORA_FAST_SMALL=0: every fifth case keeps them on the fast
       // kernels, so those still see such batches.
       test::ScopedEnv small_env("MLALORA_FAST_SMALL", i % 5 == 4 ? "0" : "");
@@ -125,8 +125,8 @@ TEST_CASE("Small-batch kernels pass the property suite in bf16 and f16", "[gpu][
       // the kernel boundary instead of in griddepcontrol.wait).
       test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
       test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
-      // Forced on for every batch of <= 16 rows (by default only at r_max > 64
-      // with one row or at most 16 heads).
+      // Forced on for every batch of <= 16 rows (by default only one row at
+      // r_max >= 64, or r_max > 64 with at most 16 heads).
       test::ScopedEnv small_env("MLALORA_FAST_SMALL", "1");
       const ProblemShape& shape = c.problem.shape;
       nonempty += shape.dims.S >= 1;

@@ -23,8 +23,8 @@
 //    64 tokens. Needs a workspace (the plan; workspace_size says how much).
 //    Shapes with long segments (prefill, chunked) or at most 16 rows skip
 //    the plan: each block finds its segment itself (fast_path_layout).
-//    Batches of at most 16 rows at r_max > 64 with one row or at most 16
-//    heads run the small-batch kernels instead (sgmm_small.cu, still family
+//    One-row batches at r_max >= 64, and batches of at most 16 rows at
+//    r_max > 64 with at most 16 heads, run the small-batch kernels instead (sgmm_small.cu, still family
 //    "fast"; fast_path_layout().small_batch; MLALORA_FAST_SMALL=0/1 turns
 //    them off / on for every batch of <= 16 rows): two CUDA-core stages
 //    that spread the weights thin over the grid, the rank-r intermediate
