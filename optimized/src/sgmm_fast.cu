@@ -154,24 +154,7 @@ struct Geom {
   int cols_per_block = 64;  // q side: output columns per block (multiple of kChunk)
 };
 
-// ---- programmatic dependent launch (sm_90) ----------------------------------------------
-// The main kernels are launched with programmatic stream serialization: their
-// blocks may become resident while the kernel before them (the plan, or the
-// q side before the v side) is still running, and wait here until it has
-// completed and its writes are visible. Launched without the attribute, the
-// wait returns at once, so the kernels are correct in any launch mode.
-__device__ __forceinline__ void wait_for_prior_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-// Lets the next (programmatically dependent) kernel launch once every block
-// of this grid has called it or exited; it still waits for our completion.
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::);
-#endif
-}
+// Programmatic dependent launch: wait_for_prior_grid / allow_next_grid (sgmm_ptx.cuh).
 
 // ---- plan ------------------------------------------------------------------------
 // One block, four phases: (A) per segment: validity, length, and its offset

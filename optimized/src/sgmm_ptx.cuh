@@ -44,6 +44,25 @@ __device__ __forceinline__ uint32_t movtrans(uint32_t a) {
   return d;
 }
 
+// ---- programmatic dependent launch (sm_90) ----------------------------------------------
+// Kernels launched with programmatic stream serialization may become
+// resident while the kernel before them on the stream is still running; they
+// wait in wait_for_prior_grid until it has completed and its writes are
+// visible. Launched without the attribute, the wait returns at once, so the
+// kernels are correct in any launch mode.
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+// Lets the next (programmatically dependent) kernel launch once every block
+// of this grid has called it or exited; it still waits for our completion.
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
 template <typename T>
 struct Mma;
 template <>

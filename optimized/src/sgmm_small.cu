@@ -112,17 +112,6 @@ __device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, i
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(ptx::smem_u32(smem)), "l"(gmem), "r"(bytes));
 }
 
-// Programmatic dependent launch (sm_90): see sgmm_fast.cu.
-__device__ __forceinline__ void wait_for_prior_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::);
-#endif
-}
 
 // ---- phase trace (MLALORA_FAST_TRACE builds only; fast_trace.hpp) ----------------------
 // Per block of each stage: entry, rows resolved, then stage 1: its staged
@@ -320,7 +309,7 @@ __device__ void run_role(const KParams& p, const Role& ro, const SmallArgs& a, i
   ptx::cp_async_commit();
   // ---- stage 2: Y of stage 1 (after it has completed)
   if (kStage2) {
-    wait_for_prior_grid();
+    ptx::wait_for_prior_grid();
     small_mark<2>(2);
     const float* yg = a.y[K == kQ2 ? 0 : 1];
     float* dst_base = reinterpret_cast<float*>(smem + ro.off_x);
@@ -418,7 +407,7 @@ template <typename T, int STAGE>
 __global__ void __launch_bounds__(kThreads) small_kernel(const SmallArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ RowsSmem rs;
-  if (STAGE == 1) allow_next_grid();
+  if (STAGE == 1) ptx::allow_next_grid();
   const int b = static_cast<int>(blockIdx.x);
   const bool q = b < a.role[0].blocks;
   small_entry<STAGE>(q ? (STAGE == 1 ? kQ1 : kQ2) : (STAGE == 1 ? kV1 : kV2));
