@@ -660,3 +660,25 @@ Status launch_small(const ProblemShape& shape, const KParams* pq, const KParams*
 }
 
 }  // namespace mlalora::optimized::detail
+
+namespace mlalora::optimized {
+
+SmallBatchGeometry small_batch_geometry(const ProblemShape& shape) {
+  SmallBatchGeometry out;
+  const Dims& d = shape.dims;
+  if (d.S < 1 || d.S > detail::kSmallMaxRows || d.H > (1 << 20)) return out;
+  const detail::SmallGeometry g = detail::geometry(shape);
+  out.ok = g.ok;
+  out.smem_bytes[0] = g.smem[0], out.smem_bytes[1] = g.smem[1];
+  out.y_pitch = detail::round_up(static_cast<int>(d.r_max), 8);
+  for (int k = 0; k < 4; ++k) {
+    const detail::Role& r = g.role[k / 2][k % 2];
+    const bool ncontig = k == detail::kQ1 || k == detail::kQ2;
+    SmallBatchRole& o = out.role[k];
+    o.blocks = r.blocks, o.cols = r.nc, o.heads = r.hg, o.col_chunks = r.n_chunks, o.compute_rows = r.R;
+    o.work_units = r.R * (ncontig ? r.nc / 8 : r.nc);
+  }
+  return out;
+}
+
+}  // namespace mlalora::optimized

@@ -270,6 +270,59 @@ TEST_CASE("Small-batch kernels: where they run, the switch, workspace from the s
     CHECK_THAT(st.message, Catch::Contains(std::to_string(need)));
   }
 }
+TEST_CASE("Small-batch kernels: launch geometry keeps the kernels' invariants on every eligible shape", "[cli][validation]") {
+  // The kernels trust the host's tiles (sgmm_small.cu): a block's 128
+  // threads split into 128 / work_units contraction slices (so work_units
+  // must divide 128), 16-byte staging needs 8-column multiples, and the
+  // column chunks must cover every output column: a tile choice that broke
+  // one of these would compute wrong values, silently, on shapes the GPU
+  // tests never draw. Checked here over a grid of dims, ranks and row counts.
+  int64_t shapes = 0;
+  for (int64_t S : {1, 2, 3, 5, 8, 13, 16})
+    for (int64_t H : {1, 2, 3, 5, 8, 16, 40, 64, 128})
+      for (int64_t Dqk : {16, 64, 128, 192, 256})
+        for (int64_t Dv : {64, 128, 256})
+          for (int64_t Rkv : {64, 128, 256, 512})
+            for (int64_t r : {1, 7, 8, 20, 64, 96, 128})
+              for (int64_t L : {1, 3, 32}) {
+                ProblemShape t;
+                t.dims = Dims{S, H, Dqk, Dv, Rkv, L, r};
+                t.dtype = DType::bf16;
+                t.layout = Layout::contiguous(t.dims);
+                t.segment_capacity = S;
+                t.max_segment_len = S;
+                const optimized::SmallBatchGeometry g = optimized::small_batch_geometry(t);
+                ++shapes;
+                INFO("S=" << S << " H=" << H << " D_qk=" << Dqk << " D_v=" << Dv << " R_kv=" << Rkv << " r_max=" << r
+                          << " L=" << L);
+                REQUIRE(g.ok);
+                REQUIRE(g.y_pitch == (r + 7) / 8 * 8);
+                int64_t rows_pad = 1;
+                while (rows_pad < S) rows_pad *= 2;
+                const int64_t covers[4] = {g.y_pitch, g.y_pitch, Rkv, Dv};
+                for (int k = 0; k < 4; ++k) {
+                  const optimized::SmallBatchRole& ro = g.role[k];
+                  INFO("role " << k << ": cols " << ro.cols << " heads " << ro.heads << " chunks " << ro.col_chunks
+                               << " units " << ro.work_units);
+                  REQUIRE(ro.work_units >= 1);
+                  REQUIRE(ro.work_units <= 128);
+                  REQUIRE(128 % ro.work_units == 0);
+                  REQUIRE(ro.compute_rows == rows_pad * ro.heads);
+                  if (k == 0 || k == 3) REQUIRE(ro.heads == 1);  // per-head weights
+                  if (k != 1) REQUIRE(ro.cols % 8 == 0);         // 16-byte pieces of outputs / weight rows
+                  REQUIRE(static_cast<int64_t>(ro.cols) * ro.col_chunks >= covers[k]);
+                  if (k >= 2) REQUIRE(static_cast<int64_t>(ro.cols) * ro.col_chunks == covers[k]);
+                  REQUIRE(ro.blocks == (H + ro.heads - 1) / ro.heads * ro.col_chunks);
+                }
+                for (int st = 0; st < 2; ++st) {
+                  REQUIRE(g.smem_bytes[st] > 0);
+                  REQUIRE(g.smem_bytes[st] <= 160 * 1024);
+                }
+              }
+  CHECK(shapes == 7 * 9 * 5 * 3 * 4 * 7 * 3);
+  // Outside 1..16 rows there is no small-batch geometry.
+  CHECK(!optimized::small_batch_geometry(model_shape(17, 16, 8, 64, 17)).ok);
+}
 #else
 TEST_CASE("CUDA API host validation", "[cli][validation]") { WARN("SKIPPED: built without CUDA"); }
 #endif

@@ -129,6 +129,29 @@ struct FastPathLayout {
 };
 FastPathLayout fast_path_layout(const ProblemShape& shape);
 
+// The small-batch kernels' launch geometry for a shape (tests and reports;
+// no device work; whether they run is fast_path_layout().small_batch).
+// Roles: [0] q1 and [1] v1 (stage 1: Y = X @ B_kc, Y = X @ A^T), [2] q2 and
+// [3] v2 (stage 2: out += s * Y @ A, out += s * Y @ B_vc^T). A block is one
+// (head group, column chunk) of one role; its 128 threads split the
+// contraction into 128 / work_units slices. ok is false when S is outside
+// 1..16 or no tile fits shared memory.
+struct SmallBatchRole {
+  int blocks = 0;        // grid blocks of this role
+  int cols = 0;          // output columns per block
+  int heads = 0;         // heads per block
+  int col_chunks = 0;    // column chunks per head group
+  int compute_rows = 0;  // rows of a block's compute: S rounded up to a power of two, times heads
+  int work_units = 0;    // threads per contraction slice (<= 128, divides 128)
+};
+struct SmallBatchGeometry {
+  bool ok = false;
+  SmallBatchRole role[4];
+  int smem_bytes[2] = {0, 0};  // dynamic shared memory of stage 1 and stage 2
+  int y_pitch = 0;             // row pitch of the intermediates in the workspace (r_max rounded up to 8)
+};
+SmallBatchGeometry small_batch_geometry(const ProblemShape& shape);
+
 // out += s * (routing of SPEC) for one side. Host validation first: shape
 // (validate_shape), pointer non-null-ness and alignment, inner strides, dtype;
 // a refused call returns invalid_argument / not_supported naming the argument.
