@@ -431,13 +431,14 @@ int pow2_at_least(int x) {
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 int align16(int bytes) { return round_up(bytes, 16); }
 
-struct Dims4 {
+// The shape as the geometry code uses it (int dims, padded row count and Y pitch).
+struct SmallDims {
   int S, H, D_qk, D_v, R_kv, r_max, L, rows_pad, y_pitch;
 };
 
-Dims4 dims_of(const ProblemShape& shape) {
+SmallDims dims_of(const ProblemShape& shape) {
   const Dims& d = shape.dims;
-  Dims4 m{};
+  SmallDims m{};
   m.S = static_cast<int>(d.S), m.H = static_cast<int>(d.H), m.D_qk = static_cast<int>(d.D_qk);
   m.D_v = static_cast<int>(d.D_v), m.R_kv = static_cast<int>(d.R_kv), m.r_max = static_cast<int>(d.r_max);
   m.L = static_cast<int>(std::min<long long>(d.L, kSmallMaxRows));
@@ -447,7 +448,7 @@ Dims4 dims_of(const ProblemShape& shape) {
 }
 
 // Shared-memory layout of role `kind` with (nc, hg); returns the bytes.
-int layout_role(const Dims4& m, int kind, int nc, int hg, Role* ro) {
+int layout_role(const SmallDims& m, int kind, int nc, int hg, Role* ro) {
   const bool stage2 = kind == kQ2 || kind == kV2;
   ro->nc = nc, ro->hg = hg, ro->R = m.rows_pad * hg;
   switch (kind) {
@@ -472,7 +473,7 @@ constexpr int kSmemBudget = 160 * 1024;
 
 // The role's tile: the (nc, hg) with the fewest bytes per SM, counting a
 // block's fixed cost (index loads, barriers) as 2 KB of staging.
-bool choose_role(const Dims4& m, int kind, int sms, Role* out) {
+bool choose_role(const SmallDims& m, int kind, int sms, Role* out) {
   const int N = kind == kQ1 || kind == kV1 ? m.y_pitch : (kind == kQ2 ? m.R_kv : m.D_v);
   const bool per_head = kind == kQ1 || kind == kV2;
   const bool ncontig = kind == kQ1 || kind == kQ2;
@@ -490,6 +491,7 @@ bool choose_role(const Dims4& m, int kind, int sms, Role* out) {
       if (smem > kSmemBudget) continue;
       const int heads = std::min(hg, m.H);
       const long long items = static_cast<long long>((m.H + hg - 1) / hg) * ((N + nc - 1) / nc);
+      if (items > (1LL << 30)) continue;  // the two roles' blocks together must fit one int grid
       // Weight tiles: one per distinct slot, at most min(S, L) of them (sized for the worst case).
       const double tiles = std::min(m.S, m.L);
       double bytes = 0;
@@ -519,7 +521,10 @@ struct SmallGeometry {
 
 SmallGeometry geometry(const ProblemShape& shape) {
   SmallGeometry g;
-  const Dims4 m = dims_of(shape);
+  // Tile sizes are int arithmetic: dims far beyond any model's stay with the fast kernels.
+  const Dims& d = shape.dims;
+  if (d.D_qk > (1 << 16) || d.D_v > (1 << 16) || d.R_kv > (1 << 16) || d.H > (1 << 20)) return g;
+  const SmallDims m = dims_of(shape);
   const int sms = sm_count();
   g.ok = choose_role(m, kQ1, sms, &g.role[0][0]) && choose_role(m, kV1, sms, &g.role[0][1]) &&
          choose_role(m, kQ2, sms, &g.role[1][0]) && choose_role(m, kV2, sms, &g.role[1][1]);

@@ -320,8 +320,14 @@ TEST_CASE("Small-batch kernels: launch geometry keeps the kernels' invariants on
                 }
               }
   CHECK(shapes == 7 * 9 * 5 * 3 * 4 * 7 * 3);
-  // Outside 1..16 rows there is no small-batch geometry.
+  // Outside 1..16 rows, and for dims far beyond any model's, there is no small-batch geometry.
   CHECK(!optimized::small_batch_geometry(model_shape(17, 16, 8, 64, 17)).ok);
+  ProblemShape huge = model_shape(1, 16, 8, 64, 1);
+  huge.dims.R_kv = 1 << 20;
+  huge.layout = Layout::contiguous(huge.dims);
+  CHECK(!optimized::small_batch_geometry(huge).ok);
+  test::ScopedEnv on("MLALORA_FAST_SMALL", "1");
+  CHECK(!optimized::fast_path_layout(huge).small_batch);
 }
 #else
 TEST_CASE("CUDA API host validation", "[cli][validation]") { WARN("SKIPPED: built without CUDA"); }
