@@ -189,15 +189,24 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
   CHECK(fast_path_layout(prefill).heads_per_block == 1);
   CHECK(fast_path_layout(prefill).tile_tokens == 64);
   CHECK(!fast_path_layout(decode).direct);             // one-token segments: the plan merges them by slot
-  CHECK(fast_path_layout(decode).inline_plan);          // ... computed by every block (256 segments, 8 slots)
+  CHECK(fast_path_layout(decode).inline_plan);          // ... computed by every block: 2 x 128 blocks, one wave
   CHECK(fast_path_layout(decode).heads_per_block == 2);  // 32 tokens per slot
-  // Beyond the inline plan's scans (512 segments, 1024 slots): the plan kernel.
-  CHECK(fast_path_layout(model_shape(512, 16, 8, 64, 512)).inline_plan);
-  CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).inline_plan);
-  CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).direct);
-  CHECK(fast_path_layout(model_shape(1024, 16, 1024, 64, 512)).inline_plan);
-  CHECK(!fast_path_layout(model_shape(1025, 16, 1025, 64, 512)).inline_plan);
+  // 128 heads: 2 x 384 blocks, past one wave: the plan kernel's list, ready for the later waves.
+  CHECK(!fast_path_layout(model_shape(64, 128, 8, 64, 64)).inline_plan);
+  CHECK(!fast_path_layout(model_shape(64, 128, 8, 64, 64)).direct);
   CHECK(!fast_path_layout(prefill).inline_plan);
+  {
+    // The inline plan's own limits (forced, so the wave rule is out of the way):
+    // 512 segments, 1024 slots, capacity * S < 2^32.
+    test::ScopedEnv forced("MLALORA_FAST_TILING", "inline");
+    CHECK(fast_path_layout(model_shape(512, 16, 8, 64, 512)).inline_plan);
+    CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).inline_plan);
+    CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).direct);
+    CHECK(fast_path_layout(model_shape(1024, 16, 1024, 64, 512)).inline_plan);
+    CHECK(!fast_path_layout(model_shape(1025, 16, 1025, 64, 512)).inline_plan);
+    CHECK(fast_path_layout(model_shape((1LL << 32) / 512 - 1, 1, 8, 16, 512)).inline_plan);
+    CHECK(!fast_path_layout(model_shape((1LL << 32) / 512, 1, 8, 16, 512)).inline_plan);
+  }
   CHECK(fast_path_layout(t1_tp8).direct);
   CHECK(fast_path_layout(t1_tp8).heads_per_block == 1);  // 16 heads: 5 x 16 blocks fit one wave
   CHECK(fast_path_layout(t1_tp1).direct);

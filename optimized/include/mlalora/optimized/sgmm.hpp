@@ -120,8 +120,9 @@ const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& arg
 // direct = no plan kernel (long segments or a batch of <= 16 rows: each
 // block finds its segment from the index data); inline_plan = no plan
 // kernel either, but the plan's tiles (rows grouped by slot): each block
-// computes its own tile's rows from the index data (at most 512 segment
-// slots and 1024 adapter slots); heads_per_block = 1 means
+// computes its own tile's rows from the index data (by default where the
+// grid fits one wave of resident blocks; at most 512 segment slots and
+// 1024 adapter slots, capacity * S < 2^32); heads_per_block = 1 means
 // the block's four warps are four 16-token sub-tiles of one head.
 struct FastPathLayout {
   bool small_batch = false;  // S <= 16: the small-batch kernels run instead (sgmm_small.cu); the
