@@ -1,7 +1,7 @@
 // The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
 // model-like shapes. Version 4 of the kernels; optimized/PERF.md has why.
 //
-// Two launches for both sides (one with direct or inline tiling, see choose_tiling):
+// Two launches for both sides (one with direct tiling, see choose_direct):
 //  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:
 //     segments of the same adapter, adjacent or not, become one run of rows,
 //     cut into tiles of TM rows (physical token rows, -1 for padding). One
@@ -144,8 +144,7 @@ struct Plan {
                                               // entry); entries past a slot's row count are unwritten
   int max_tiles = 0;
   int tm = 16;
-  int direct = 0;       // 1: no plan; each block finds its (segment, token block) itself (find_tile)
-  int inline_plan = 0;  // 1: no plan kernel; each block groups the rows by slot itself (tile_ctx_inline)
+  int direct = 0;  // 1: no plan; each block finds its (segment, token block) itself (find_tile)
 };
 
 struct Geom {
@@ -405,151 +404,9 @@ __device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& ge
   c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
   return true;
 }
-// Inline plan (no plan kernel): every block computes the plan kernel's
-// grouping of rows by slot from the index data itself, but only as far as
-// its own tile needs it. The plan kernel's cost on decode batches is a
-// chain: its launch, its loads and scans, its global writes, the
-// programmatic-launch wait for its completion, then the main kernel's loads
-// of the tile list (index phase 4.1-4.6 us against 1.7-2.1 us for direct
-// tiling; PERF.md, "Where a block's time goes"). Here a block pays three
-// dependent loads (segments, ranks, permutation), per-slot counts in shared
-// memory and two block scans. Every block pays them, so this is for grids
-// of one wave (the host's rule, choose_tiling); in later waves the plan
-// kernel's tile list is long ready and cheaper to read.
-// Every block must cut the batch into the SAME tiles (q column splits and
-// the v side of one tile each take their rows from their own computation),
-// so a row's place in its slot's run is its segment's exclusive prefix of
-// same-slot lengths in segment order, not the plan kernel's atomicAdd
-// order. Tiles are numbered slot by slot, tm rows each, as in the plan;
-// the tile count is clamped to max_tiles like the plan's. Same segment
-// filter as the plan (segment_ok). Limits (host-checked, inline_plan_fits):
-// capacity <= kInlineMaxSegments, L <= kInlineMaxSlots, and capacity * S <
-// 2^32, so that every count and offset, even of overlapping garbage
-// segments, fits 32 bits (native shared-memory atomics and 32-bit scans).
-// Scratch: the start of the shared-memory ring, which holds nothing yet
-// (the block's first staging comes after this returns, behind a barrier).
-#ifndef MLALORA_FAST_INLINE_PLAN
-#define MLALORA_FAST_INLINE_PLAN 1  // the default where the rule takes it; 0: the plan kernel (A/B builds)
-#endif
-constexpr int kInlineSegsPerThread = 4;
-constexpr int kInlineSlotsPerThread = 8;
-constexpr int kInlineMaxSegments = kThreads * kInlineSegsPerThread;  // 512
-constexpr int kInlineMaxSlots = kThreads * kInlineSlotsPerThread;    // 1024
-struct InlineScratch {
-  typename cub::BlockScan<unsigned, kThreads>::TempStorage scan;
-  unsigned count[kInlineMaxSlots];  // live rows per slot
-  int base[kInlineMaxSlots + 1];    // first tile of each slot; [L] = tile count
-  int src[64];                      // the tile's logical rows (-1: padding)
-};
-__device__ __forceinline__ bool tile_ctx_inline(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
-                                                TileCtx& c, unsigned char* scratch_raw) {
-  constexpr int SP = kInlineSegsPerThread, LP = kInlineSlotsPerThread;
-  using Scan = cub::BlockScan<unsigned, kThreads>;
-  InlineScratch& s = *reinterpret_cast<InlineScratch*>(scratch_raw);
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, tm = geo.tm;
-  // Segments tid*SP .. tid*SP+SP-1 (blocked, as the scans want them). The
-  // index loads do not wait for the live count (they stay inside the
-  // capacity-sized arrays).
-  int b[SP], e[SP], w[SP];
-#pragma unroll
-  for (int k = 0; k < SP; ++k) {
-    const int g = tid * SP + k;
-    b[k] = e[k] = w[k] = 0;
-    if (g < p.capacity) {
-      b[k] = __ldg(p.seg_indptr + g);
-      e[k] = __ldg(p.seg_indptr + g + 1);
-      w[k] = __ldg(p.weight_indices + g);
-    }
-  }
-  for (int l = tid; l < p.L; l += kThreads) s.count[l] = 0u;
-  for (int i = tid; i < tm; i += kThreads) s.src[i] = -1;
-  const int n = live_segments(p);
-  unsigned len[SP];
-#pragma unroll
-  for (int k = 0; k < SP; ++k) {
-    bool ok = tid * SP + k < n && b[k] >= 0 && e[k] > b[k] && e[k] <= p.S && e[k] - b[k] <= p.max_seg_len &&
-              w[k] >= 0 && w[k] < p.L;
-    if (ok) {
-      const int r = __ldg(p.ranks + w[k]);
-      ok = r >= 1 && r <= p.r_max;
-    }
-    len[k] = ok ? static_cast<unsigned>(e[k] - b[k]) : 0u;
-    if (!ok) w[k] = -1;
-  }
-  __syncthreads();  // counts zeroed
-  // Per-slot counts: the lanes of a warp that share a slot add their
-  // lengths first (decode batches put dozens of segments on one hot slot;
-  // contended shared-memory atomics serialise).
-#pragma unroll
-  for (int k = 0; k < SP; ++k) {
-    const unsigned peers = __match_any_sync(0xffffffffu, w[k]);
-    const unsigned sum = __reduce_add_sync(peers, len[k]);
-    if (w[k] >= 0 && lane == __ffs(peers) - 1) atomicAdd(s.count + w[k], sum);
-  }
-  __syncthreads();
-  // Tiles per slot -> first tile of each slot (clamped like the plan's).
-  {
-    const int tm_log2 = __ffs(tm) - 1;  // tm is 16, 32 or 64
-    unsigned nt[LP], first[LP], total = 0;
-#pragma unroll
-    for (int k = 0; k < LP; ++k) {
-      const int l = tid * LP + k;
-      nt[k] = l < p.L ? (s.count[l] + (tm - 1)) >> tm_log2 : 0u;
-    }
-    Scan(s.scan).ExclusiveSum(nt, first, total);
-    const unsigned cap = static_cast<unsigned>(v.max_tiles);
-#pragma unroll
-    for (int k = 0; k < LP; ++k) {
-      const int l = tid * LP + k;
-      if (l < p.L) s.base[l] = static_cast<int>(min(first[k], cap));
-    }
-    if (tid == 0) s.base[p.L] = static_cast<int>(min(total, cap));
-  }
-  __syncthreads();
-  const int tile = at.tile;
-  if (tile >= s.base[p.L]) return false;  // block-uniform
-  int lo = 0, hi = p.L - 1;               // last slot whose first tile is <= tile
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (s.base[mid] <= tile) lo = mid;
-    else hi = mid - 1;
-  }
-  const int slot = lo;
-  const unsigned before = static_cast<unsigned>(tile - s.base[slot]) * static_cast<unsigned>(tm);
-  // The slot's rows in segment order: this tile is positions [before, before + tm) of them.
-  {
-    unsigned mine[SP], off[SP];
-#pragma unroll
-    for (int k = 0; k < SP; ++k) mine[k] = w[k] == slot ? len[k] : 0u;
-    Scan(s.scan).ExclusiveSum(mine, off);
-#pragma unroll
-    for (int k = 0; k < SP; ++k) {
-      if (mine[k] == 0u) continue;
-      const unsigned from = max(off[k], before), to = min(off[k] + mine[k], before + static_cast<unsigned>(tm));
-#pragma unroll 1
-      for (unsigned q = from; q < to; ++q) s.src[q - before] = b[k] + static_cast<int>(q - off[k]);
-    }
-  }
-  __syncthreads();
-  c.slot = slot;
-  c.r = __ldg(p.ranks + slot);
-  c.r16 = (c.r + 15) & ~15;
-  c.s = __ldg(p.scalings + slot);
-  const int warp = tid >> 5, g = lane >> 2;
-  c.h = at.head_block * geo.hg + warp / geo.ts;
-  const int sub = (warp % geo.ts) * 16;
-  const int la = s.src[sub + g], lb = s.src[sub + g + 8];
-  __syncthreads();  // the scratch is the ring: nobody stages into it before everyone has read it
-  const bool head_ok = c.h < p.H;
-  c.ra = head_ok && la >= 0 ? physical_row(p, la) : -1;
-  c.rb = head_ok && lb >= 0 ? physical_row(p, lb) : -1;
-  c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
-  return true;
-}
 __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
-                                         TileCtx& c, unsigned char* smem_raw) {
+                                         TileCtx& c) {
   if (v.direct) return tile_ctx_direct(p, geo, at, c);
-  if (v.inline_plan) return tile_ctx_inline(p, geo, v, at, c, smem_raw);
   const int tile = at.tile, head_block = at.head_block;
   if (tile >= __ldg(v.num_tiles)) return false;
   c.slot = __ldg(v.tile_slot + tile);
@@ -621,7 +478,6 @@ struct Ring {
   // B_kc staging (q stage 1) can always have all slots: two 16-row steps per warp.
   static_assert(kStages * kSlotElems >= kWarps * 2 * 16 * kBPitch, "B_kc staging must fit in the ring");
   static_assert((kSlotElems * 2) % 16 == 0 && (kBPitch * 2) % 16 == 0, "16-byte aligned regions");
-  static_assert(sizeof(InlineScratch) <= static_cast<size_t>(kElems) * 2, "the inline plan's scratch is the ring");
   static constexpr size_t bytes = sizeof(uint16_t) * kElems;
 };
 
@@ -695,7 +551,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
   using RG = Ring<RMAX>;
   constexpr int RB = RMAX / 16, BP = RG::kBPitch, ST = RG::kStages, SE = RG::kSlotElems;
   TileCtx c;
-  if (!tile_ctx(p, geo, v, at, c, smem_raw)) return;
+  if (!tile_ctx(p, geo, v, at, c)) return;
   trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   T* ring = reinterpret_cast<T*>(smem_raw);
@@ -888,7 +744,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
   TileCtx c;
-  if (!tile_ctx(p, geo, v, at, c, smem_raw)) return;
+  if (!tile_ctx(p, geo, v, at, c)) return;
   trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;
@@ -1134,52 +990,26 @@ Geom choose_geom(int S, int H, int L, long long capacity, int r_max) {
 //          same-slot segments, which does not matter when segments are long
 //          (prefill, chunked: >= 32 tokens each on average) or the batch is
 //          one tile high (S <= 16). Few segments keep find_tile's scan short.
-//  inline: no plan kernel either; every block groups the rows by slot
-//          itself, for its own tile (tile_ctx_inline): the plan's tiles
-//          without the plan's chain of launch, writes and completion wait.
-//          Every block pays the grouping, so only where both sides' grid
-//          (before q column splits) fits one wave: past the first wave the
-//          plan kernel's list is ready and cheaper to read (measured in the
-//          eighth session, PERF.md). Needs capacity <= 512, L <= 1024 and
-//          capacity * S < 2^32 (the block's 32-bit counts and scans).
-// MLALORA_FAST_TILING=plan|direct|inline forces one (tests, A/B runs;
-// inline falls back to the plan beyond its limits, not beyond the wave).
+// MLALORA_FAST_TILING=plan|direct forces one (tests, A/B runs).
 constexpr long long kDirectMaxSegments = 256;
-enum class Tiling { plan, direct, inline_plan };
-
-long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
-  if (S <= 0 || nseg <= 0 || max_seg_len <= 0) return 0;
-  const long long a = nseg * ((static_cast<long long>(max_seg_len) + tm - 1) / tm);
-  const long long b = (static_cast<long long>(S) + tm - 1) / tm + std::min<long long>(L, nseg);
-  return std::min(a, b);
-}
-
-bool inline_plan_fits(long long S, long long capacity, long long L) {
-  return capacity <= kInlineMaxSegments && L <= kInlineMaxSlots && capacity * S < (1LL << 32);
-}
-Tiling choose_tiling(const ProblemShape& shape) {
-  const Dims& d = shape.dims;
-  const long long S = d.S, capacity = shape.segment_capacity, L = d.L;
-  const bool fits = inline_plan_fits(S, capacity, L);
+bool choose_direct(long long S, long long capacity) {
   const char* e = std::getenv("MLALORA_FAST_TILING");
-  if (e != nullptr && std::strcmp(e, "plan") == 0) return Tiling::plan;
-  if (e != nullptr && std::strcmp(e, "direct") == 0) return Tiling::direct;
-  if (e != nullptr && std::strcmp(e, "inline") == 0) return fits ? Tiling::inline_plan : Tiling::plan;
-  if (capacity <= kDirectMaxSegments && (S <= 16 || S >= 32 * capacity)) return Tiling::direct;
-  if (!MLALORA_FAST_INLINE_PLAN || !fits) return Tiling::plan;
-  // One wave: q and v blocks of the largest grid the shape allows (graph-safe: capacity, not the live count).
-  const int H = static_cast<int>(d.H), r_max = static_cast<int>(d.r_max);
-  const Geom g = choose_geom(static_cast<int>(S), H, static_cast<int>(L), capacity, r_max);
-  const long long tiles =
-      max_tiles_for(static_cast<int>(S), static_cast<int>(L), capacity, static_cast<int>(shape.max_segment_len), g.tm);
-  const long long per_side = tiles * ((H + g.hg - 1) / g.hg);
-  return 2 * per_side <= one_wave(r_max) ? Tiling::inline_plan : Tiling::plan;
+  if (e != nullptr && std::strcmp(e, "plan") == 0) return false;
+  if (e != nullptr && std::strcmp(e, "direct") == 0) return true;
+  return capacity <= kDirectMaxSegments && (S <= 16 || S >= 32 * capacity);
 }
 // The geometry of a call: per slot (plan) or per segment (direct).
 Geom choose_layout(long long S, int H, int L, long long capacity, int r_max, bool direct) {
   return direct ? choose_geom(static_cast<int>(S), H, static_cast<int>(std::min<long long>(capacity, 1LL << 30)),
                               capacity, r_max)
                 : choose_geom(static_cast<int>(S), H, L, capacity, r_max);
+}
+
+long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
+  if (S <= 0 || nseg <= 0 || max_seg_len <= 0) return 0;
+  const long long a = nseg * ((static_cast<long long>(max_seg_len) + tm - 1) / tm);
+  const long long b = (static_cast<long long>(S) + tm - 1) / tm + std::min<long long>(L, nseg);
+  return std::min(a, b);
 }
 
 struct PlanLayout {
@@ -1239,9 +1069,7 @@ size_t fast_workspace_size(const ProblemShape& shape, Side side) {
 FastPathLayout fast_layout(const ProblemShape& shape) {
   const Dims& d = shape.dims;
   FastPathLayout f;
-  const Tiling t = choose_tiling(shape);
-  f.direct = t == Tiling::direct;
-  f.inline_plan = t == Tiling::inline_plan;
+  f.direct = choose_direct(d.S, shape.segment_capacity);
   const Geom g = choose_layout(d.S, static_cast<int>(d.H), static_cast<int>(d.L), shape.segment_capacity,
                                static_cast<int>(d.r_max), f.direct);
   f.heads_per_block = g.hg;
@@ -1279,8 +1107,7 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
                   "workspace: " + std::to_string(workspace_bytes) + " bytes given, " + std::to_string(need) +
                       " needed by the fused fast path's tile plan"};
   if (mt_ws > 0x7fffffffLL) return Status::NotSupported("SGMM fast path: too many tiles for one grid");
-  const Tiling tiling = choose_tiling(shape);
-  if (tiling == Tiling::direct) {
+  if (choose_direct(p.S, shape.segment_capacity)) {
     out->geo = choose_layout(p.S, p.H, p.L, shape.segment_capacity, p.r_max, true);
     out->plan = Plan{};
     out->plan.direct = 1;
@@ -1305,7 +1132,6 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
   plan.tile_rows = reinterpret_cast<int*>(ws + pl.rows);
   plan.max_tiles = static_cast<int>(mt_ws);
   plan.tm = base.tm;
-  plan.inline_plan = tiling == Tiling::inline_plan ? 1 : 0;
   out->geo = base;
   // Grid: tiles of this launch (host mode: bounded by the host live count).
   const long long nseg = p.nseg_dev != nullptr ? shape.segment_capacity : p.nseg_host;
@@ -1314,7 +1140,7 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
 }
 
 Status run_plan(const KParams& p, const Prepared& pr, cudaStream_t stream) {
-  if (pr.tiles <= 0 || pr.plan.direct || pr.plan.inline_plan) return Status::Ok();
+  if (pr.tiles <= 0 || pr.plan.direct) return Status::Ok();
   plan_kernel<<<1, kPlanThreads, 0, stream>>>(p, pr.plan);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return Status::DeviceError(std::string("SGMM plan kernel launch: ") + cudaGetErrorString(e));

@@ -189,24 +189,7 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
   CHECK(fast_path_layout(prefill).heads_per_block == 1);
   CHECK(fast_path_layout(prefill).tile_tokens == 64);
   CHECK(!fast_path_layout(decode).direct);             // one-token segments: the plan merges them by slot
-  CHECK(fast_path_layout(decode).inline_plan);          // ... computed by every block: 2 x 128 blocks, one wave
   CHECK(fast_path_layout(decode).heads_per_block == 2);  // 32 tokens per slot
-  // 128 heads: 2 x 384 blocks, past one wave: the plan kernel's list, ready for the later waves.
-  CHECK(!fast_path_layout(model_shape(64, 128, 8, 64, 64)).inline_plan);
-  CHECK(!fast_path_layout(model_shape(64, 128, 8, 64, 64)).direct);
-  CHECK(!fast_path_layout(prefill).inline_plan);
-  {
-    // The inline plan's own limits (forced, so the wave rule is out of the way):
-    // 512 segments, 1024 slots, capacity * S < 2^32.
-    test::ScopedEnv forced("MLALORA_FAST_TILING", "inline");
-    CHECK(fast_path_layout(model_shape(512, 16, 8, 64, 512)).inline_plan);
-    CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).inline_plan);
-    CHECK(!fast_path_layout(model_shape(513, 16, 8, 64, 513)).direct);
-    CHECK(fast_path_layout(model_shape(1024, 16, 1024, 64, 512)).inline_plan);
-    CHECK(!fast_path_layout(model_shape(1025, 16, 1025, 64, 512)).inline_plan);
-    CHECK(fast_path_layout(model_shape((1LL << 32) / 512 - 1, 1, 8, 16, 512)).inline_plan);
-    CHECK(!fast_path_layout(model_shape((1LL << 32) / 512, 1, 8, 16, 512)).inline_plan);
-  }
   CHECK(fast_path_layout(t1_tp8).direct);
   CHECK(fast_path_layout(t1_tp8).heads_per_block == 1);  // 16 heads: 5 x 16 blocks fit one wave
   CHECK(fast_path_layout(t1_tp1).direct);
@@ -218,7 +201,7 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
   const size_t ws_dec = optimized::workspace_size(decode, Path::fused, Side::v);
   CHECK(ws_pre > 0);
   CHECK(ws_dec > 0);
-  for (const char* tiling : {"plan", "direct", "inline", ""}) {
+  for (const char* tiling : {"plan", "direct", ""}) {
     for (const char* heads : {"1", "2", "4", ""}) {
       for (const char* geometry : {"v3", ""}) {
         test::ScopedEnv e1("MLALORA_FAST_TILING", tiling), e2("MLALORA_FAST_HEADS_PER_BLOCK", heads),
@@ -229,7 +212,6 @@ TEST_CASE("Fast path: tiling and block shape follow the documented rules; the wo
         CHECK(optimized::workspace_size(decode, Path::fused, Side::v) == ws_dec);
         const optimized::FastPathLayout l = fast_path_layout(decode);
         if (*tiling) CHECK(l.direct == (std::string(tiling) == "direct"));
-        if (*tiling) CHECK(l.inline_plan == (std::string(tiling) == "inline"));
         if (*heads) CHECK(l.heads_per_block == std::atoi(heads));
         if (!*heads && std::string(geometry) == "v3") CHECK(fast_path_layout(t1_tp8).heads_per_block == 4);
         CHECK(l.tile_tokens * l.heads_per_block == 64);  // four warps of 16 rows

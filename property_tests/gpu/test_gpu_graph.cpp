@@ -169,9 +169,8 @@ TEST_CASE("CUDA graph: one capture replays correctly for changing batches", "[gp
         // so both launch forms are held to the same bits.
         const char* qv = static_cast<int>(dt) % 2 == 0 ? "" : "separate";
         test::ScopedEnv qv_env("MLALORA_FAST_QV", qv);
-        // Tiling: the shape's choice in bf16 (inline plan for the decode
-        // configurations, direct for "prefill", the plan kernel for "many
-        // slots"), direct forced in f16, so the device-side live count drives all three.
+        // Tiling: the shape's choice in bf16 (plan, except "prefill": direct),
+        // direct forced in f16, so the device-side live count drives both.
         const char* tiling = dt == DType::f16 ? "direct" : "";
         test::ScopedEnv tiling_env("MLALORA_FAST_TILING", tiling);
         // "small batch" (12 rows) runs the small-batch kernels only when forced

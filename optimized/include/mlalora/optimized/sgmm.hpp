@@ -116,19 +116,14 @@ size_t workspace_size(const ProblemShape& shape, Path path, Side side);
 const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& args, Side side);
 
 // How the fast path tiles a batch of this shape (tests and reports; no
-// device work; MLALORA_FAST_TILING=plan|direct|inline overrides the choice):
+// device work; MLALORA_FAST_TILING=plan|direct overrides the choice):
 // direct = no plan kernel (long segments or a batch of <= 16 rows: each
-// block finds its segment from the index data); inline_plan = no plan
-// kernel either, but the plan's tiles (rows grouped by slot): each block
-// computes its own tile's rows from the index data (by default where the
-// grid fits one wave of resident blocks; at most 512 segment slots and
-// 1024 adapter slots, capacity * S < 2^32); heads_per_block = 1 means
+// block finds its segment from the index data); heads_per_block = 1 means
 // the block's four warps are four 16-token sub-tiles of one head.
 struct FastPathLayout {
   bool small_batch = false;  // S <= 16: the small-batch kernels run instead (sgmm_small.cu); the
                              // other fields then describe the tiling MLALORA_FAST_SMALL=0 would run
   bool direct = false;
-  bool inline_plan = false;
   int heads_per_block = 0;
   int tile_tokens = 0;
 };
