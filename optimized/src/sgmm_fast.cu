@@ -130,8 +130,16 @@ constexpr int kPlanThreads = 512;
 constexpr int kMaxRank = 128;
 
 // Workspace views written by plan_kernel and read by the main kernels.
+// The main kernels read, per block, the tile count, the tile's record and
+// two rows per thread: three independent loads, one round trip (v8.2; the
+// version-4 layout needed three dependent ones: slot, then rank, scale,
+// slot base and count, then the rows).
+struct alignas(16) TileMeta {
+  int slot, rank;
+  float scale;
+  int pad;
+};
 struct Plan {
-  unsigned long long* slot_count = nullptr;   // L: live rows per slot
   unsigned long long* slot_cursor = nullptr;  // L: row counter when L > kPlanSmemSlots
   int* seg_first = nullptr;                   // capacity: per-segment arrays when the live
   int* seg_slot = nullptr;                    //   count exceeds kPlanSmemSegs
@@ -139,9 +147,9 @@ struct Plan {
   long long* seg_incl = nullptr;
   int* slot_base = nullptr;                   // L+1: first tile of each slot (clamped to max_tiles)
   int* num_tiles = nullptr;                   // 1
-  int* tile_slot = nullptr;                   // max_tiles
-  int* tile_rows = nullptr;                   // max_tiles * tm: physical token row (-1: bad permutation
-                                              // entry); entries past a slot's row count are unwritten
+  TileMeta* tile_meta = nullptr;              // max_tiles: slot -1 past the tile count
+  int* tile_rows = nullptr;                   // max_tiles * tm: physical token row, -1 for padding, a
+                                              // bad permutation entry and tiles past the count
   int max_tiles = 0;
   int tm = 16;
   int direct = 0;  // 1: no plan; each block finds its (segment, token block) itself (find_tile)
@@ -160,38 +168,52 @@ struct Geom {
 // One block, four phases: (A) per segment: validity, length, and its offset
 // within its slot's run (an atomicAdd on the slot's row count), then an
 // inclusive scan of the valid lengths; (B) exclusive scan of tiles per slot;
-// (C) tile -> slot by binary search; (D) the covered rows, flattened over
-// the valid segments in parallel: flat index f -> its segment (binary search
-// on the monotone inclusive scan) -> slot base + segment offset + row
-// offset. Every position a slot's count promises is written exactly once,
-// even when garbage index data makes segments overlap. Per-slot and
-// per-segment arrays live in shared memory when small (the common case),
-// else in the workspace. Padding rows of a slot's last tile are not written:
-// the main kernels know a row is padding from the slot's row count.
+// (C) per tile: its record (slot, rank, scale) by binary search, and -1 in
+// the padding rows of each slot's last tile; tiles past the count up to
+// max_tiles get slot -1 and rows -1, so that every entry a main-kernel
+// block may read is written (it loads its record and rows before it knows
+// the count); (D) the covered rows, flattened over the valid segments in
+// parallel: flat index f -> its segment (binary search on the monotone
+// inclusive scan) -> slot base + segment offset + row offset. Every
+// position a slot's count promises is written exactly once, even when
+// garbage index data makes segments overlap. Per-slot and per-segment
+// arrays live in shared memory when small (the common case), else in the
+// workspace.
+// Latency (v8.2): the first 512 segments' index loads and every slot's rank
+// and scale (up to 1024 slots) are issued together with the live count, so
+// the plan's chain is that one round, then the permutation entries of
+// phase D.
 constexpr int kPlanSmemSlots = 1024;
-constexpr int kPlanSmemSegs = 1024;
-
-__device__ __forceinline__ bool segment_ok(const KParams& p, int g, int& b, int& e, int& w) {
-  b = __ldg(p.seg_indptr + g);
-  e = __ldg(p.seg_indptr + g + 1);
-  w = __ldg(p.weight_indices + g);
-  if (!(b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L)) return false;
-  const int r = __ldg(p.ranks + w);
-  return r >= 1 && r <= p.r_max;
-}
+constexpr int kPlanSmemSegs = 512;
 
 __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, const Plan v) {
   using Scan = cub::BlockScan<long long, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ unsigned long long s_count[kPlanSmemSlots];
   __shared__ int s_base[kPlanSmemSlots + 1];
+  __shared__ int s_rank[kPlanSmemSlots];
+  __shared__ float s_scale[kPlanSmemSlots];
   __shared__ int s_first[kPlanSmemSegs], s_slot[kPlanSmemSegs];
   __shared__ unsigned long long s_pos[kPlanSmemSegs];
   __shared__ long long s_incl[kPlanSmemSegs];
   const int tid = static_cast<int>(threadIdx.x);
   allow_next_grid();  // the main kernel's blocks may become resident; they wait for our completion
+  // Round 1: nothing here waits for another load (the index arrays hold
+  // capacity entries, the rank and scale arrays L).
+  int b0 = 0, e0 = 0, w0 = 0;
+  if (tid < p.capacity) {
+    b0 = __ldg(p.seg_indptr + tid);
+    e0 = __ldg(p.seg_indptr + tid + 1);
+    w0 = __ldg(p.weight_indices + tid);
+  }
+  const bool few_slots = p.L <= kPlanSmemSlots;
+  if (few_slots)
+    for (int l = tid; l < p.L; l += kPlanThreads) {
+      s_rank[l] = __ldg(p.ranks + l);
+      s_scale[l] = __ldg(p.scalings + l);
+    }
   const int n = live_segments(p);
-  const bool few_slots = p.L <= kPlanSmemSlots, few_segs = n <= kPlanSmemSegs;
+  const bool few_segs = n <= kPlanSmemSegs;
   unsigned long long* count = few_slots ? s_count : v.slot_cursor;
   int* base = few_slots ? s_base : v.slot_base;
   int* first = few_segs ? s_first : v.seg_first;
@@ -200,10 +222,21 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
   long long* incl = few_segs ? s_incl : v.seg_incl;
   for (int l = tid; l < p.L; l += kPlanThreads) count[l] = 0ull;
   __syncthreads();
+  auto rank_of = [&](int w) { return few_slots ? s_rank[w] : __ldg(p.ranks + w); };
+  auto scale_of = [&](int w) { return few_slots ? s_scale[w] : __ldg(p.scalings + w); };
   // (A) validity, offset within the slot, length.
   for (int g = tid; g < n; g += kPlanThreads) {
-    int b, e, w;
-    const bool ok = segment_ok(p, g, b, e, w);
+    int b = b0, e = e0, w = w0;
+    if (g >= kPlanThreads) {
+      b = __ldg(p.seg_indptr + g);
+      e = __ldg(p.seg_indptr + g + 1);
+      w = __ldg(p.weight_indices + g);
+    }
+    bool ok = b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L;
+    if (ok) {
+      const int r = rank_of(w);
+      ok = r >= 1 && r <= p.r_max;
+    }
     first[g] = b;
     slot[g] = ok ? w : -1;
     incl[g] = ok ? e - b : 0;
@@ -228,32 +261,38 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const KParams p, con
     const long long nt = static_cast<long long>((cnt + v.tm - 1) / v.tm);
     long long excl = 0, agg = 0;
     Scan(scan_tmp).ExclusiveSum(nt, excl, agg);
-    if (l < p.L) {
-      const int bs = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
-      base[l] = bs;
-      v.slot_base[l] = bs;
-      v.slot_count[l] = cnt;
-    }
+    if (l < p.L) base[l] = static_cast<int>(min(running + excl, static_cast<long long>(v.max_tiles)));
     running += agg;
     __syncthreads();  // scan_tmp reuse
   }
   const int T = static_cast<int>(min(running, static_cast<long long>(v.max_tiles)));
   if (tid == 0) {
     base[p.L] = T;
-    v.slot_base[p.L] = T;
     *v.num_tiles = T;
   }
   __syncthreads();
   // (C)
-  for (int k = tid; k < T; k += kPlanThreads) {
+  for (int k = tid; k < v.max_tiles; k += kPlanThreads) {
+    if (k >= T) {
+      v.tile_meta[k] = TileMeta{-1, 0, 0.f, 0};
+      continue;
+    }
     int lo = 0, hi = p.L - 1;  // last slot whose first tile is <= k
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
       if (base[mid] <= k) lo = mid;
       else hi = mid - 1;
     }
-    v.tile_slot[k] = lo;
+    v.tile_meta[k] = TileMeta{lo, rank_of(lo), scale_of(lo), 0};
+    // Padding: positions at or past the slot's row count (only its last tile has any).
+    const unsigned long long local = static_cast<unsigned long long>(k - base[lo]) * v.tm;
+    const unsigned long long cnt = count[lo];
+    const int valid = local >= cnt ? 0 : static_cast<int>(min(cnt - local, static_cast<unsigned long long>(v.tm)));
+    for (int i = valid; i < v.tm; ++i) v.tile_rows[static_cast<long long>(k) * v.tm + i] = -1;
   }
+  for (long long f = static_cast<long long>(T) * v.tm + tid; f < static_cast<long long>(v.max_tiles) * v.tm;
+       f += kPlanThreads)
+    v.tile_rows[f] = -1;
   // (D)
   const long long nrows = static_cast<long long>(T) * v.tm;
   for (long long f = tid; f < covered; f += kPlanThreads) {
@@ -372,13 +411,6 @@ struct TileCtx {
   float s;
   bool live;  // warp-uniform: this warp has at least one live row
 };
-__device__ __forceinline__ int tile_row(const Plan& v, const Geom& geo, int tile, int sub_row, int h, int H,
-                                        long long rows_before, unsigned long long count) {
-  if (h >= H) return -1;
-  const long long local = rows_before + sub_row;  // row index within the slot's run
-  if (local >= static_cast<long long>(count)) return -1;  // padding of the slot's last tile
-  return __ldg(v.tile_rows + static_cast<long long>(tile) * geo.tm + sub_row);
-}
 // Which (tile, q output-column split, head block) a block works on: from
 // blockIdx in the one-side kernels, from a flat index in the q+v kernel.
 struct BlockCoord {
@@ -407,21 +439,24 @@ __device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& ge
 __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
                                          TileCtx& c) {
   if (v.direct) return tile_ctx_direct(p, geo, at, c);
-  const int tile = at.tile, head_block = at.head_block;
-  if (tile >= __ldg(v.num_tiles)) return false;
-  c.slot = __ldg(v.tile_slot + tile);
-  if (c.slot < 0 || c.slot >= p.L) return false;
-  c.r = __ldg(p.ranks + c.slot);
-  if (c.r < 1 || c.r > p.r_max) return false;  // the plan never makes such tiles; defensive
-  c.r16 = (c.r + 15) & ~15;
-  c.s = __ldg(p.scalings + c.slot);
+  const int tile = at.tile;  // < grid tiles <= max_tiles: every entry read below was written by the plan
   const int warp = static_cast<int>(threadIdx.x) >> 5, g = (static_cast<int>(threadIdx.x) & 31) >> 2;
-  c.h = head_block * geo.hg + warp / geo.ts;
-  const long long before = static_cast<long long>(tile - __ldg(v.slot_base + c.slot)) * geo.tm;
-  const unsigned long long count = v.slot_count[c.slot];
+  c.h = at.head_block * geo.hg + warp / geo.ts;
   const int sub = (warp % geo.ts) * 16;
-  c.ra = tile_row(v, geo, tile, sub + g, c.h, p.H, before, count);
-  c.rb = tile_row(v, geo, tile, sub + g + 8, c.h, p.H, before, count);
+  // One round trip: count, record and rows do not depend on each other.
+  const int ntiles = __ldg(v.num_tiles);
+  const int4 m = __ldg(reinterpret_cast<const int4*>(v.tile_meta) + tile);  // TileMeta: slot, rank, scale
+  const int* rows = v.tile_rows + static_cast<long long>(tile) * geo.tm + sub + g;
+  const int ra = __ldg(rows), rb = __ldg(rows + 8);
+  if (tile >= ntiles) return false;
+  c.slot = m.x;
+  c.r = m.y;
+  if (c.slot < 0 || c.slot >= p.L || c.r < 1 || c.r > p.r_max) return false;  // the plan never makes such tiles
+  c.r16 = (c.r + 15) & ~15;
+  c.s = __int_as_float(m.z);
+  const bool head_ok = c.h < p.H;
+  c.ra = head_ok ? ra : -1;
+  c.rb = head_ok ? rb : -1;
   c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
   return true;
 }
@@ -1013,15 +1048,14 @@ long long max_tiles_for(int S, int L, long long nseg, int max_seg_len, int tm) {
 }
 
 struct PlanLayout {
-  size_t count = 0, cursor = 0, seg_pos = 0, seg_incl = 0, base = 0, num = 0, seg_first = 0, seg_slot = 0,
-         tile_slot = 0, rows = 0, bytes = 0;
+  size_t cursor = 0, seg_pos = 0, seg_incl = 0, base = 0, num = 0, seg_first = 0, seg_slot = 0, tile_meta = 0,
+         rows = 0, bytes = 0;
 };
 size_t align16(size_t x) { return (x + 15) & ~size_t{15}; }
 PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   PlanLayout pl;
   size_t off = 0;
   const size_t l = static_cast<size_t>(L), c = static_cast<size_t>(capacity);
-  pl.count = off, off = align16(off + sizeof(unsigned long long) * l);
   pl.cursor = off, off = align16(off + sizeof(unsigned long long) * l);
   pl.seg_pos = off, off = align16(off + sizeof(unsigned long long) * c);
   pl.seg_incl = off, off = align16(off + sizeof(long long) * c);
@@ -1029,7 +1063,7 @@ PlanLayout plan_layout(int L, long long capacity, long long max_tiles, int tm) {
   pl.num = off, off = align16(off + sizeof(int));
   pl.seg_first = off, off = align16(off + sizeof(int) * c);
   pl.seg_slot = off, off = align16(off + sizeof(int) * c);
-  pl.tile_slot = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles));
+  pl.tile_meta = off, off = align16(off + sizeof(TileMeta) * static_cast<size_t>(max_tiles));
   pl.rows = off, off = align16(off + sizeof(int) * static_cast<size_t>(max_tiles) * static_cast<size_t>(tm));
   pl.bytes = off;
   return pl;
@@ -1120,7 +1154,6 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
   }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   Plan& plan = out->plan;
-  plan.slot_count = reinterpret_cast<unsigned long long*>(ws + pl.count);
   plan.slot_cursor = reinterpret_cast<unsigned long long*>(ws + pl.cursor);
   plan.seg_pos = reinterpret_cast<unsigned long long*>(ws + pl.seg_pos);
   plan.seg_first = reinterpret_cast<int*>(ws + pl.seg_first);
@@ -1128,7 +1161,7 @@ Status prepare(const ProblemShape& shape, const KParams& p, void* workspace, siz
   plan.seg_slot = reinterpret_cast<int*>(ws + pl.seg_slot);
   plan.slot_base = reinterpret_cast<int*>(ws + pl.base);
   plan.num_tiles = reinterpret_cast<int*>(ws + pl.num);
-  plan.tile_slot = reinterpret_cast<int*>(ws + pl.tile_slot);
+  plan.tile_meta = reinterpret_cast<TileMeta*>(ws + pl.tile_meta);
   plan.tile_rows = reinterpret_cast<int*>(ws + pl.rows);
   plan.max_tiles = static_cast<int>(mt_ws);
   plan.tm = base.tm;
