@@ -172,7 +172,7 @@ const char* fused_kernel_family(const ProblemShape& shape, const DeviceArgs& arg
 }
 
 Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
-                       size_t workspace_bytes, cudaStream_t stream) {
+                       size_t workspace_bytes, cudaStream_t stream, const CallOptions& options) {
   MLALORA_RETURN_IF_ERROR(validate_side(shape, args, side));
   const size_t need = workspace_size(shape, path, side);
   if (need > 0 && (workspace == nullptr || workspace_bytes < need))
@@ -193,7 +193,8 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
     return run_mode(p, shape.dtype, side, Mode::step_b, stream);
   }
   if (fast_allowed() && detail::fast_eligible(shape, p, side))
-    return detail::launch_fast(shape, p, shape.dtype, side, workspace, workspace_bytes, stream);
+    return detail::launch_fast(shape, p, shape.dtype, side, workspace, workspace_bytes, stream,
+                               options.plan_prebuilt);
   return run_mode(p, shape.dtype, side, Mode::fused, stream);
 }
 
@@ -202,18 +203,39 @@ size_t workspace_size_both(const ProblemShape& shape, Path path) {
 }
 
 Status lora_correction_both(const ProblemShape& shape, const DeviceArgs& args, Path path, void* workspace,
-                            size_t workspace_bytes, cudaStream_t stream) {
+                            size_t workspace_bytes, cudaStream_t stream, const CallOptions& options) {
   MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::q));
   MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::v));
   if (path == Path::fused && !split_needed(shape, path) && fast_allowed() && !nothing_to_do(shape, args)) {
     const KParams pq = make_params(shape, args, Side::q), pv = make_params(shape, args, Side::v);
     if (detail::fast_eligible(shape, pq, Side::q) && detail::fast_eligible(shape, pv, Side::v)) {
       if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0) return Status::Invalid("workspace is not 16-byte aligned");
-      return detail::launch_fast_both(shape, pq, pv, shape.dtype, workspace, workspace_bytes, stream);
+      return detail::launch_fast_both(shape, pq, pv, shape.dtype, workspace, workspace_bytes, stream,
+                                      options.plan_prebuilt);
     }
   }
-  MLALORA_RETURN_IF_ERROR(lora_correction(shape, args, Side::q, path, workspace, workspace_bytes, stream));
-  return lora_correction(shape, args, Side::v, path, workspace, workspace_bytes, stream);
+  MLALORA_RETURN_IF_ERROR(lora_correction(shape, args, Side::q, path, workspace, workspace_bytes, stream, options));
+  return lora_correction(shape, args, Side::v, path, workspace, workspace_bytes, stream, options);
+}
+
+Status build_plan(const ProblemShape& shape, const DeviceArgs& args, void* workspace, size_t workspace_bytes,
+                  cudaStream_t stream) {
+  // The same checks as a call of both sides (the plan reads the index data
+  // and lives in the workspace a call of either side would use).
+  MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::q));
+  MLALORA_RETURN_IF_ERROR(validate_side(shape, args, Side::v));
+  const size_t need = workspace_size_both(shape, Path::fused);
+  if (need > 0 && (workspace == nullptr || workspace_bytes < need))
+    return Status{StatusCode::workspace_too_small,
+                  std::string("workspace: ") + (workspace == nullptr ? "null" : std::to_string(workspace_bytes)) +
+                      " bytes given, " + std::to_string(need) + " needed (workspace_size_both(shape, Path::fused))"};
+  if (need > 0 && reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+    return Status::Invalid("workspace is not 16-byte aligned");
+  if (split_needed(shape, Path::fused) || !fast_allowed() || nothing_to_do(shape, args)) return Status::Ok();
+  const KParams pq = make_params(shape, args, Side::q), pv = make_params(shape, args, Side::v);
+  // The plan is the same for both sides; it is built where either side takes the fast path.
+  if (!detail::fast_eligible(shape, pq, Side::q) && !detail::fast_eligible(shape, pv, Side::v)) return Status::Ok();
+  return detail::build_fast_plan(shape, pq, workspace, workspace_bytes, stream);
 }
 
 Status step_a_q(const ProblemShape& s, const DeviceArgs& a, void* inter, cudaStream_t st) {

@@ -454,9 +454,11 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
   if (c.slot < 0 || c.slot >= p.L || c.r < 1 || c.r > p.r_max) return false;  // the plan never makes such tiles
   c.r16 = (c.r + 15) & ~15;
   c.s = __int_as_float(m.z);
+  // Rows are the plan's, in [0, S) or -1; the range check keeps a stale or
+  // never-built plan (CallOptions::plan_prebuilt misused) in bounds.
   const bool head_ok = c.h < p.H;
-  c.ra = head_ok ? ra : -1;
-  c.rb = head_ok ? rb : -1;
+  c.ra = head_ok && ra < p.S ? ra : -1;
+  c.rb = head_ok && rb < p.S ? rb : -1;
   c.live = __any_sync(0xffffffffu, c.ra >= 0 || c.rb >= 0) != 0;
   return true;
 }
@@ -1286,20 +1288,20 @@ Status run_main(const KParams* pq, const KParams* pv, DType dt, const Prepared& 
 }  // namespace
 
 Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
-                   size_t workspace_bytes, cudaStream_t stream) {
+                   size_t workspace_bytes, cudaStream_t stream, bool plan_prebuilt) {
   if (small_batch_applies(shape))
     return launch_small(shape, side == Side::q ? &p : nullptr, side == Side::v ? &p : nullptr, dt, workspace,
                         workspace_bytes, stream);
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
-  MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
+  if (!plan_prebuilt) MLALORA_RETURN_IF_ERROR(run_plan(p, pr, stream));
   KParams k = p;
   k.M_T = pr.geo.tm;  // find_tile's tile height (direct tiling)
   return run_main(side == Side::q ? &k : nullptr, side == Side::v ? &k : nullptr, dt, pr, stream);
 }
 
 Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream) {
+                        size_t workspace_bytes, cudaStream_t stream, bool plan_prebuilt) {
   if (small_batch_applies(shape)) {
     if (!qv_separate()) return launch_small(shape, &pq, &pv, dt, workspace, workspace_bytes, stream);
     MLALORA_RETURN_IF_ERROR(launch_small(shape, &pq, nullptr, dt, workspace, workspace_bytes, stream));
@@ -1309,10 +1311,18 @@ Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KPar
   // sides share: build it once, then run both sides from it.
   Prepared pr;
   MLALORA_RETURN_IF_ERROR(prepare(shape, pq, workspace, workspace_bytes, &pr));
-  MLALORA_RETURN_IF_ERROR(run_plan(pq, pr, stream));
+  if (!plan_prebuilt) MLALORA_RETURN_IF_ERROR(run_plan(pq, pr, stream));
   KParams kq = pq, kv = pv;
   kq.M_T = kv.M_T = pr.geo.tm;  // find_tile's tile height (direct tiling)
   return run_main(&kq, &kv, dt, pr, stream);
+}
+
+Status build_fast_plan(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream) {
+  if (small_batch_applies(shape)) return Status::Ok();  // the small-batch kernels need no plan
+  Prepared pr;
+  MLALORA_RETURN_IF_ERROR(prepare(shape, p, workspace, workspace_bytes, &pr));
+  return run_plan(p, pr, stream);  // nothing for direct tiling or an empty grid
 }
 
 }  // namespace mlalora::optimized::detail

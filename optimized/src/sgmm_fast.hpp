@@ -18,11 +18,14 @@ FastPathLayout fast_layout(const ProblemShape& shape);
 bool fast_eligible(const ProblemShape& shape, const KParams& p, Side side);
 // Workspace bytes of the tile plan (0 when the shape is not eligible).
 size_t fast_workspace_size(const ProblemShape& shape, Side side);
-// Plan kernel + fast kernel of one side, on `stream`.
+// Plan kernel (unless plan_prebuilt) + fast kernel of one side, on `stream`.
 Status launch_fast(const ProblemShape& shape, const KParams& p, DType dt, Side side, void* workspace,
-                   size_t workspace_bytes, cudaStream_t stream);
+                   size_t workspace_bytes, cudaStream_t stream, bool plan_prebuilt);
 // Both sides from one plan (q then v), on `stream`. Both must be fast_eligible.
 Status launch_fast_both(const ProblemShape& shape, const KParams& pq, const KParams& pv, DType dt, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream);
+                        size_t workspace_bytes, cudaStream_t stream, bool plan_prebuilt);
+// The plan kernel alone, where the fast path would run one for the shape (else nothing).
+Status build_fast_plan(const ProblemShape& shape, const KParams& p, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream);
 
 }  // namespace mlalora::optimized::detail

@@ -127,6 +127,27 @@ TEST_CASE("Fused path: kernel family and workspace follow the documented eligibi
     Status both = optimized::lora_correction_both(s, a, Path::fused, reinterpret_cast<void*>(0x800000), need - 1, nullptr);
     CHECK(both.code == StatusCode::workspace_too_small);
   }
+  SECTION("build_plan checks like a call of both sides, before any launch") {
+    // The plan a forward step builds once for all its layers (CallOptions::plan_prebuilt).
+    Status small = optimized::build_plan(s, a, reinterpret_cast<void*>(0x800000), need - 1, nullptr);
+    CHECK(small.code == StatusCode::workspace_too_small);
+    CHECK_THAT(small.message, Catch::Contains(std::to_string(need)));
+    Status null_ws = optimized::build_plan(s, a, nullptr, need, nullptr);
+    CHECK(null_ws.code == StatusCode::workspace_too_small);
+    CHECK_THAT(null_ws.message, Catch::Contains("null"));
+    Status misaligned = optimized::build_plan(s, a, reinterpret_cast<void*>(0x800008), need, nullptr);
+    CHECK(misaligned.code == StatusCode::invalid_argument);
+    CHECK_THAT(misaligned.message, Catch::Contains("16-byte"));
+    DeviceArgs bad = a;
+    bad.seg_indptr = nullptr;
+    Status no_index = optimized::build_plan(s, bad, reinterpret_cast<void*>(0x800000), need, nullptr);
+    CHECK(no_index.code == StatusCode::invalid_argument);
+    CHECK_THAT(no_index.message, Catch::Contains("seg_indptr"));
+    // Nothing to plan (no live segment): Ok without touching the device.
+    DeviceArgs empty = a;
+    empty.num_segments_host = 0;
+    CHECK(optimized::build_plan(s, empty, reinterpret_cast<void*>(0x800000), need, nullptr).ok());
+  }
   SECTION("D_v not a multiple of 64: v side general tensor-core kernels, no plan") {
     ProblemShape t = s;
     t.dims.D_v = 72;

@@ -11,6 +11,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -96,6 +97,87 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       CHECK(direct >= cases / 3);
       CHECK(direct <= cases - cases / 3);
     }
+  }
+}
+
+TEST_CASE("A tile plan built once serves several calls: the bits of the per-call plan", "[gpu][fast][planned]") {
+  // optimized::build_plan + CallOptions::plan_prebuilt, as a forward step's
+  // layers share one routing: the plan is built once, then three calls of
+  // both sides (three layers adding into the same outputs) read it. Against
+  // three ordinary calls, each building its own plan, on the same inputs,
+  // every output bit must agree (a row's result does not depend on which
+  // rows share its tile), and the planned implementation alone must pass
+  // the error model. Generated fast-path problems; the plan kernel forced on
+  // two cases in three (the shape's own tiling on the third, where direct
+  // tiling and the small-batch kernels ignore the option); live count from
+  // the host or, every other case, from the device (graph-mode arguments).
+  MLALORA_SKIP_WITHOUT_GPU();
+  const int cases = std::max(6, test::env_int("MLALORA_GPU_CASES", 2000) / 10);
+  const uint64_t seed = test::base_seed();
+  std::printf("GPU plan-reuse suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
+  auto planned = harness::make_implementation("cuda-fused-planned");
+  REQUIRE(planned != nullptr);
+  for (DType dt : {DType::bf16, DType::f16}) {
+    harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
+    cfg.dtypes = {dt};
+    int64_t passed = 0, plan_tiled = 0;
+    double worst = 0;
+    for (int i = 0; i < cases; ++i) {
+      const uint64_t case_seed = seed * 3571ULL + static_cast<uint64_t>(i) + 65537ULL * static_cast<uint64_t>(dt);
+      const harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
+      test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 2 ? "" : "plan");
+      const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
+      plan_tiled += !layout.direct && !layout.small_batch;
+      INFO(c << " MLALORA_SEED=" << seed << " case " << i << " (" << dtype_name(dt) << ")");
+      harness::Testbed tb(c);
+      const harness::RunOutcome o = tb.run(*planned);
+      CHECK(o.disposition == harness::Disposition::passed);
+      if (o.disposition != harness::Disposition::passed) {
+        FAIL_CHECK("cuda-fused-planned: " << o.message);
+        continue;
+      }
+      worst = std::max({worst, o.q.max_error_bound_ratio, o.v.max_error_bound_ratio});
+      const bool graph_args = i % 2 == 1;
+      harness::DeviceProblem per_call, shared;
+      REQUIRE(per_call.init(c.problem, tb.inputs()).message == "");
+      REQUIRE(shared.init(c.problem, tb.inputs()).message == "");
+      harness::SgmmRunner r_call, r_shared;
+      // Poison the shared runner's workspace first: a plan must come from build_plan, not from leftovers.
+      REQUIRE(r_shared.reserve(c.problem.shape, optimized::Path::fused).message == "");
+      REQUIRE(r_shared.fill_workspace(0x5a).message == "");
+      REQUIRE(r_shared.build_plan(shared, graph_args, nullptr).message == "");
+      for (int layer = 0; layer < 3; ++layer) {
+        REQUIRE(r_call.run_both(per_call, optimized::Path::fused, graph_args, nullptr).message == "");
+        REQUIRE(r_shared.run_both(shared, optimized::Path::fused, graph_args, nullptr, true).message == "");
+      }
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      ProblemTensors a = tb.inputs(), b = tb.inputs();
+      REQUIRE(per_call.download_outputs(a).message == "");
+      REQUIRE(shared.download_outputs(b).message == "");
+      bool same = true;
+      for (TensorId id : {TensorId::q_nope_out, TensorId::attn_bmm_out}) {
+        const std::vector<float>& x = a.of(id).data;
+        const std::vector<float>& y = b.of(id).data;
+        int64_t bad = 0, first = -1, last = -1;
+        for (size_t k = 0; k < x.size() && x.size() == y.size(); ++k)
+          if (std::memcmp(&x[k], &y[k], sizeof(float)) != 0) {
+            if (first < 0) first = static_cast<int64_t>(k);
+            last = static_cast<int64_t>(k);
+            ++bad;
+          }
+        INFO(tensor_name(id) << " after three layers: " << bad << " storage elements differ from the per-call plan's, first "
+                             << first << ", last " << last);
+        CHECK(x.size() == y.size());
+        CHECK(bad == 0);
+        same = same && bad == 0 && x.size() == y.size();
+      }
+      passed += same;
+    }
+    std::printf("  cuda-fused-planned %-4s: passed %5" PRId64 " / %d (%" PRId64
+                " plan-tiled; three layers bit-identical to per-call plans)  max err/bound %.3g\n",
+                dtype_name(dt), passed, cases, plan_tiled, worst);
+    CHECK(passed == cases);
+    CHECK(plan_tiled >= cases / 3);  // the plan kernel really ran on most cases
   }
 }
 

@@ -1,5 +1,5 @@
-// GPU adapters for the harness: the three GPU implementations ("cuda-fused",
-// "cuda-split", "cublas-naive") and the device-side problem they share, which
+// GPU adapters for the harness: the GPU implementations ("cuda-fused",
+// "cuda-fused-planned", "cuda-split", "cublas-naive") and the device-side problem they share, which
 // the GPU tests also use directly (CUDA-graph capture / replay, garbage index
 // data).
 //
@@ -104,9 +104,16 @@ class DeviceProblem {
 class SgmmRunner {
  public:
   Status run(const DeviceProblem& dp, Side side, optimized::Path path, bool graph_mode, cudaStream_t stream);
-  // Both sides through lora_correction_both (one tile plan for both on the fast path).
-  Status run_both(const DeviceProblem& dp, optimized::Path path, bool graph_mode, cudaStream_t stream);
+  // Both sides through lora_correction_both (one tile plan for both on the
+  // fast path); plan_prebuilt: the plan build_plan() left in this runner's
+  // workspace is read instead of built (CallOptions::plan_prebuilt).
+  Status run_both(const DeviceProblem& dp, optimized::Path path, bool graph_mode, cudaStream_t stream,
+                  bool plan_prebuilt = false);
+  // optimized::build_plan into this runner's workspace (what a forward step
+  // does once for all its layers' calls).
+  Status build_plan(const DeviceProblem& dp, bool graph_mode, cudaStream_t stream);
   Status reserve(const ProblemShape& shape, optimized::Path path);  // allocate the workspace up front (before capture)
+  Status fill_workspace(int byte_value) { return workspace_.get() ? workspace_.fill(byte_value) : Status::Ok(); }  // tests: poison it
 
  private:
   DeviceBuffer workspace_;

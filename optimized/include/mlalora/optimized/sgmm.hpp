@@ -152,11 +152,36 @@ struct SmallBatchGeometry {
 };
 SmallBatchGeometry small_batch_geometry(const ProblemShape& shape);
 
+// Options of one call.
+struct CallOptions {
+  // The workspace already holds the fused fast path's tile plan for this
+  // shape and for the index data as it is now: build_plan() ran on the same
+  // stream (or one ordered before it) with the same shape, index arrays and
+  // live count, and none of seg_indptr, weight_indices, lora_ranks,
+  // scalings, permutation or the live count changed since. The call then
+  // skips its plan kernel and reads that plan. This is how a serving
+  // engine's forward step runs: one routing for every layer (60 in
+  // DeepSeek-V3), so one plan, read by every layer's call and both sides.
+  // Ignored where the call would build no plan (other paths, direct tiling,
+  // the small-batch kernels; fast_path_layout() says which). A plan that
+  // does not match the index data gives wrong rows, never an access out of
+  // the tensors' bounds.
+  bool plan_prebuilt = false;
+};
+
 // out += s * (routing of SPEC) for one side. Host validation first: shape
 // (validate_shape), pointer non-null-ness and alignment, inner strides, dtype;
 // a refused call returns invalid_argument / not_supported naming the argument.
 Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side side, Path path, void* workspace,
-                       size_t workspace_bytes, cudaStream_t stream);
+                       size_t workspace_bytes, cudaStream_t stream, const CallOptions& options = {});
+
+// Builds the fused fast path's tile plan for this shape and index data into
+// the workspace (workspace_size_both(shape, Path::fused) bytes, also enough
+// for either side alone) on `stream`, for later calls with
+// CallOptions::plan_prebuilt. Does nothing (and returns Ok) where the fused
+// path builds no plan for the shape. Graph-capturable like the calls.
+Status build_plan(const ProblemShape& shape, const DeviceArgs& args, void* workspace, size_t workspace_bytes,
+                  cudaStream_t stream);
 
 // Both sides in one call (same stream): what a serving engine calls once per
 // layer. The fused fast path builds its tile plan once for both sides and
@@ -166,7 +191,7 @@ Status lora_correction(const ProblemShape& shape, const DeviceArgs& args, Side s
 // calls. Workspace: workspace_size_both (the larger side's).
 size_t workspace_size_both(const ProblemShape& shape, Path path);
 Status lora_correction_both(const ProblemShape& shape, const DeviceArgs& args, Path path, void* workspace,
-                            size_t workspace_bytes, cudaStream_t stream);
+                            size_t workspace_bytes, cudaStream_t stream, const CallOptions& options = {});
 
 // The four split-path steps, exposed for testing and benchmarking. The
 // intermediate has shape (S, H, r_max), contiguous, in the activation dtype,
