@@ -35,7 +35,7 @@ SUITE="${3:-smoke}"
 # bench+sanitizer (h200 suite), a third racecheck.
 STEPS="${4:-tests,verify,memcheck,sanitizer,bench}"
 [ "$STEPS" = all ] && STEPS="tests,verify,memcheck,sanitizer,bench"
-IMPLS="${MLALORA_BENCH_IMPLS:-cuda-fused,cublas-naive}"
+IMPLS="${MLALORA_BENCH_IMPLS:-cuda-fused,cuda-fused-planned,cublas-naive}"
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 B=.gpu/bin
@@ -54,7 +54,7 @@ export MLALORA_SEED="${MLALORA_SEED:-$(date +%s)}"
 export MLALORA_DUMP_DIR="$OUT/failures"
 step() { [[ ",$STEPS," == *",$1,"* ]]; }
 step tests && MLALORA_GPU_CASES="$CASES" run gpu_tests 300 "$B/mlalora_gpu_tests"
-step verify && run verify 150 "$B/mlalora" verify --impl cuda-fused,cuda-split,cublas-naive --config gpu --cases "$CASES" \
+step verify && run verify 150 "$B/mlalora" verify --impl cuda-fused,cuda-fused-planned,cuda-split,cublas-naive --config gpu --cases "$CASES" \
   --seed 1 --out "$OUT/verify-h200.h5" --dump-dir "$OUT/failures" --quiet
 # Sanitizer: reduced case counts (4 generated problems per dtype, 2 garbage
 # trials, 3 graph replays). memcheck skips the large-tile sweep; the other three
