@@ -237,6 +237,9 @@ TEST_CASE("Small-batch kernels pass the property suite in bf16 and f16", "[gpu][
     CHECK(passed == cases);
     // Every shape with rows must run the small-batch kernels (no silent fallback).
     CHECK(small == nonempty);
-    CHECK(nonempty >= cases * 3 / 4);  // the generator draws S = 0 in about 13% of cases
+    // The generator draws S = 0 in about 13% of cases: at least 3/4 non-empty
+    // is a check of the generator, meaningful only with enough cases (the
+    // sanitizer runs use 4, where two empty draws are ordinary: seed 20261409).
+    if (cases >= 200) CHECK(nonempty >= cases * 3 / 4);
   }
 }
