@@ -47,7 +47,7 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     rep = os.path.join(out, "synthetic.h5")
-    F, N = "cuda-fused", "cublas-naive"
+    F, N, P = "cuda-fused", "cublas-naive", "cuda-fused-planned"
     write(rep, [
         # big shape at 71% (passes 70%), faster than naive only in stream mode
         ("big/ok", F, "graph", "passed", "prefill", 110.0, 78.1, 0.71),
@@ -63,9 +63,15 @@ def main():
         ("dec/over", N, "stream", "passed", "decode", 30.0, 2.0, 0.1),
         # an incorrect fused row is not timed and counts nowhere
         ("bad", F, "graph", "incorrect", "decode", 0.0, 1.0, 0.0),
+        # the call with a prebuilt plan: its own count, not the target's
+        # (dec/over meets 2x+5 only with the plan reused; dec/at's planned row is over)
+        ("dec/at", P, "graph", "passed", "decode", 9.5, 2.0, 0.2),
+        ("dec/over", P, "graph", "passed", "decode", 8.0, 2.0, 0.2),
     ])
     if not expect([rep], [">= 70% of copy bandwidth (floor >= 50 us): 1 of 2", "decode within 2x floor + 5 us: 1 of 2",
-                          "faster than cublas-naive: 3 of 4", "| bad | 1.00 | incorrect |"], "verdicts"):
+                          "faster than cublas-naive: 3 of 4", "| bad | 1.00 | incorrect |",
+                          "(not a target) with the tile plan built once and reused (cuda-fused-planned): 1 of 2",
+                          "plan reused: 8.00 us, 2x+5 yes", "plan reused: 9.50 us, 2x+5 NO"], "verdicts"):
         return 1
     # with the latency probe's attributes: round trips of the decode rows
     with h5py.File(rep, "a") as f:

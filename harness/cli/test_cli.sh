@@ -33,7 +33,7 @@ expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload
 expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
-expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-29-s6.h5"
+expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-29-s8-final.h5"
 # trace_summary.py on a synthetic trace: q blocks of 1+2+3 us and 3+2+1 us phases, one v block, one unresolved block.
 mkdir -p "$TMP/trace"
 cat > "$TMP/trace/S_tp1_r16.csv" <<'CSV'

@@ -1,7 +1,8 @@
 // The fused fast path (bf16/f16, tensor cores): built for memory bandwidth on
 // model-like shapes. Version 4 of the kernels; optimized/PERF.md has why.
 //
-// Two launches for both sides (one with direct tiling, see choose_direct):
+// Two launches for both sides (one with direct tiling, see choose_direct, or
+// with a plan built beforehand: build_fast_plan, CallOptions::plan_prebuilt):
 //  1. plan_kernel (one block) groups the live rows of the batch BY SLOT:
 //     segments of the same adapter, adjacent or not, become one run of rows,
 //     cut into tiles of TM rows (physical token rows, -1 for padding). One
