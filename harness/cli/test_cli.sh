@@ -34,10 +34,15 @@ expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
 expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-29-s8-final.h5"
-# trace_summary.py on a synthetic trace: q blocks of 1+2+3 us and 3+2+1 us phases, one v block, one unresolved block.
-mkdir -p "$TMP/trace"
-cat > "$TMP/trace/S_tp1_r16.csv" <<'CSV'
-block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end
+# Synthetic phase traces for trace_summary.py: trace_fixture DIR NAME writes
+# DIR/NAME.csv, the header of `mlalora bench --trace-dir` and then stdin's rows.
+trace_fixture() {
+  mkdir -p "$1"
+  { echo "block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end"; cat; } \
+    > "$1/$2.csv"
+}
+# q blocks of 1+2+3 us and 3+2+1 us phases, one v block, one unresolved block.
+trace_fixture "$TMP/trace" S_tp1_r16 <<'CSV'
 0,q,0,1,1000,2000,4000,7000,1,2,3,4
 1,q,1,1,1000,4000,6000,7000,1,2,3,4
 2,v,2,1,1500,2500,12500,13500,1,2,3,4
@@ -48,9 +53,7 @@ expect 0 "S_tp1_r16,v,2,12.500,0.500,stage 1,10.000,10.000" python3 "$SRC/script
 expect 0 "S_tp1_r16,q,2,12.500,0.000,wait\+index,2.000,3.000" python3 "$SRC/scripts/trace_summary.py" "$TMP/trace" --csv
 # Small-batch kernels: stage 1 (q1, v1) ends at 6 us after its first entry; stage 2's
 # blocks are released from the wait 1.0 / 1.5 us after that and end at 9.5 us.
-mkdir -p "$TMP/trace2"
-cat > "$TMP/trace2/T1.csv" <<'CSV'
-block,side,smid,resolved,ns_entry,ns_index,ns_stage1,ns_end,cyc_entry,cyc_index,cyc_stage1,cyc_end
+trace_fixture "$TMP/trace2" T1 <<'CSV'
 0,q1,0,1,1000,2000,4000,5000,1,2,3,4
 1,v1,1,1,1000,2500,5000,7000,1,2,3,4
 0,q2,2,1,2000,3000,8000,9500,1,2,3,4
