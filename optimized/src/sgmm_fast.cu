@@ -741,8 +741,11 @@ struct VSmem {
   static constexpr int kStages = Ring<RMAX>::kStages;  // 3 instead of 4 measured the same (PERF.md, v2.7)
   static constexpr int kStageElems = Ring<RMAX>::kSlotElems;
   static constexpr int kRingElems = Ring<RMAX>::kElems;
-  static constexpr int DC = kChunk;  // per-warp stage-2 output columns per step
-  static constexpr int kBPitch = RMAX + 8, kOPitch = DC + 8;
+  static constexpr int kBPitch = RMAX + 8;
+  // Per-warp stage-2 output columns per step: 64, or 32 when four warps'
+  // 64-column staging does not fit a shallow ring (r = 128 with two stages).
+  static constexpr int DC = kWarps * (kChunk * kBPitch + 16 * (kChunk + 8)) <= kRingElems ? kChunk : kChunk / 2;
+  static constexpr int kOPitch = DC + 8;
   static constexpr int kWarpElems = DC * kBPitch + 16 * kOPitch;
   static constexpr int kSharedStep = kChunk * kBPitch + kWarps * 16 * kPitch;  // block-wide stage-2 buffer
   static_assert(kWarps * kWarpElems <= kRingElems, "stage-2 staging must fit in the stage-1 ring");

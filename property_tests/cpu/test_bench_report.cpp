@@ -4,10 +4,12 @@
 // and absent when the run measured nothing (a report of an older run).
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "mlalora/harness/bench.hpp"
+#include "mlalora/harness/fma_model.hpp"
 #include "mlalora/harness/hdf5_file.hpp"
 #include "test_files.hpp"
 
@@ -67,4 +69,32 @@ TEST_CASE("bench report: the probes' attributes and tables round-trip", "[report
   CHECK_FALSE(p.exists("/staging_probe"));
   CHECK_FALSE(p.exists("/latency_chain"));
   CHECK_FALSE(p.has_attr("/", "graph_launch_floor_us"));
+}
+
+// Every committed suite (datasets/suites/*.txt) parses, expands to at least one
+// shape, and names only models of datasets/models.txt whose head count its tp
+// divides: a typo in a suite file fails here, in CI, not on the device.
+TEST_CASE("bench suites: every committed suite loads against models.txt", "[report]") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(MLALORA_SOURCE_DIR) / "datasets";
+  std::vector<ModelConfig> models;
+  REQUIRE(load_model_configs((root / "models.txt").string(), &models).ok());
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(root / "suites")) {
+    if (e.path().extension() != ".txt") continue;
+    ++files;
+    std::vector<BenchShape> shapes;
+    const Status st = load_suite(e.path().string(), &shapes);
+    INFO(e.path().filename().string() << ": " << st.message);
+    REQUIRE(st.ok());
+    CHECK_FALSE(shapes.empty());
+    for (const BenchShape& s : shapes) {
+      INFO(s.name());
+      const ModelConfig* m = find_model(models, s.model);
+      REQUIRE(m != nullptr);
+      CHECK(m->H % s.tp == 0);
+      CHECK(s.rank >= 1);
+    }
+  }
+  CHECK(files >= 10);  // the suites the README and PERF.md name
 }

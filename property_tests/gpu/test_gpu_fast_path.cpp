@@ -15,8 +15,9 @@
 #include <sstream>
 #include <vector>
 
-#include "skip_without_gpu.hpp"
+#include "fused_case_loop.hpp"
 #include "impl_properties.hpp"
+#include "skip_without_gpu.hpp"
 #include "mlalora/harness/gpu_implementations.hpp"
 #include "mlalora/harness/testbed.hpp"
 #include "mlalora/optimized/sgmm.hpp"
@@ -41,53 +42,41 @@ std::string family_of(const ProblemShape& s, Side side) {
 TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fast]") {
   MLALORA_SKIP_WITHOUT_GPU();
   const int cases = test::env_int("MLALORA_GPU_CASES", 2000);
-  const uint64_t seed = test::base_seed();
-  std::printf("GPU fast-path suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
+  const uint64_t seed = test::announce_gpu_suite("fast-path suite", cases);
   auto impl = harness::make_implementation("cuda-fused");
   REQUIRE(impl != nullptr);
   for (DType dt : {DType::bf16, DType::f16}) {
     harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
-    cfg.dtypes = {dt};
     cfg.inject_nonfinite = true;
-    int64_t passed = 0, fast_q = 0, fast_v = 0, failures = 0, rows = 0, one_head = 0, direct = 0;
-    double worst = 0;
-    for (int i = 0; i < cases; ++i) {
-      const uint64_t case_seed = seed * 7919ULL + static_cast<uint64_t>(i) + 104729ULL * static_cast<uint64_t>(dt);
-      harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
-      // Launch forms cycle with the case: q+v in one launch (default) or q
-      // then v; every fourth case without programmatic dependent launch.
-      test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
-      test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
-      // Tiling cycles too: the shape's own choice, then direct (no plan
-      // kernel) and plan forced, so both tilings see every kind of batch.
-      test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
-      // Small batches (one row at r_max >= 64; <= 16 rows at r_max > 64 and
-      // <= 16 heads) take the small-batch kernels (their own test below) unless
-      // MLALORA_FAST_SMALL=0: every fifth case keeps them on the fast
-      // kernels, so those still see such batches.
-      test::ScopedEnv small_env("MLALORA_FAST_SMALL", i % 5 == 4 ? "0" : "");
-      const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
-      one_head += layout.heads_per_block == 1;
-      direct += layout.direct;
-      fast_q += family_of(c.problem.shape, Side::q) == "fast";
-      fast_v += family_of(c.problem.shape, Side::v) == "fast";
-      rows += c.problem.covered_rows();
-      harness::Testbed tb(c);
-      const test::CaseCheck r = test::run_and_check_case(*impl, c, tb, i % 10 == 0, true, test::gpu_dump_dir());
-      if (r.failure) {
-        ++failures;
-        FAIL_CHECK(test::describe_failure(std::string("cuda-fused (fast path) ") + dtype_name(dt), i, case_seed, c, r));
-        if (failures > 20) FAIL("too many failures; stopping");
-      } else {
-        ++passed;
-        worst = std::max({worst, r.outcome.q.max_error_bound_ratio, r.outcome.v.max_error_bound_ratio});
-      }
-    }
+    int64_t fast_q = 0, fast_v = 0, rows = 0, one_head = 0, direct = 0;
+    const test::CaseTally t = test::run_fused_cases(
+        *impl, "cuda-fused (fast path)", cfg, dt, cases, seed, {7919, 104729},
+        [&](int i, const harness::Case& c, const auto& run) {
+          // Launch forms cycle with the case: q+v in one launch (default) or q
+          // then v; every fourth case without programmatic dependent launch.
+          test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
+          test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
+          // Tiling cycles too: the shape's own choice, then direct (no plan
+          // kernel) and plan forced, so both tilings see every kind of batch.
+          test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 1 ? "direct" : (i % 3 == 2 ? "plan" : ""));
+          // Small batches (one row at r_max >= 64; <= 16 rows at r_max > 64 and
+          // <= 16 heads) take the small-batch kernels (their own test below) unless
+          // MLALORA_FAST_SMALL=0: every fifth case keeps them on the fast
+          // kernels, so those still see such batches.
+          test::ScopedEnv small_env("MLALORA_FAST_SMALL", i % 5 == 4 ? "0" : "");
+          const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
+          one_head += layout.heads_per_block == 1;
+          direct += layout.direct;
+          fast_q += family_of(c.problem.shape, Side::q) == "fast";
+          fast_v += family_of(c.problem.shape, Side::v) == "fast";
+          rows += c.problem.covered_rows();
+          run();
+        });
     std::printf("  cuda-fused %-4s fast path: passed %5" PRId64 " / %d (fast kernels: q %" PRId64 ", v %" PRId64
                 "; %" PRId64 " covered rows; %" PRId64 " with one-head blocks, %" PRId64
                 " with direct tiling)  max err/bound %.3g\n",
-                dtype_name(dt), passed, cases, fast_q, fast_v, rows, one_head, direct, worst);
-    CHECK(passed == cases);
+                dtype_name(dt), t.passed, cases, fast_q, fast_v, rows, one_head, direct, t.worst);
+    CHECK(t.passed == cases);
     // The generator only makes shapes the fast path takes: a silent fallback
     // to the general kernels would make this suite test the wrong kernels.
     CHECK(fast_q == cases);
@@ -113,8 +102,8 @@ TEST_CASE("A tile plan built once serves several calls: the bits of the per-call
   // the host or, every other case, from the device (graph-mode arguments).
   MLALORA_SKIP_WITHOUT_GPU();
   const int cases = std::max(6, test::env_int("MLALORA_GPU_CASES", 2000) / 10);
-  const uint64_t seed = test::base_seed();
-  std::printf("GPU plan-reuse suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
+  const uint64_t seed = test::announce_gpu_suite("plan-reuse suite", cases);
+  const test::CaseSalt salt{3571, 65537};
   auto planned = harness::make_implementation("cuda-fused-planned");
   REQUIRE(planned != nullptr);
   for (DType dt : {DType::bf16, DType::f16}) {
@@ -123,8 +112,7 @@ TEST_CASE("A tile plan built once serves several calls: the bits of the per-call
     int64_t passed = 0, plan_tiled = 0;
     double worst = 0;
     for (int i = 0; i < cases; ++i) {
-      const uint64_t case_seed = seed * 3571ULL + static_cast<uint64_t>(i) + 65537ULL * static_cast<uint64_t>(dt);
-      const harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
+      const harness::Case c = test::sample_gpu_case(cfg, salt.seed_of(seed, i, dt), i, cases);
       test::ScopedEnv tiling_env("MLALORA_FAST_TILING", i % 3 == 2 ? "" : "plan");
       const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
       plan_tiled += !layout.direct && !layout.small_batch;
@@ -188,53 +176,41 @@ TEST_CASE("Small-batch kernels pass the property suite in bf16 and f16", "[gpu][
   // permutations, NaN/Inf inputs, model head dims and latent widths.
   MLALORA_SKIP_WITHOUT_GPU();
   const int cases = test::env_int("MLALORA_GPU_CASES", 2000);
-  const uint64_t seed = test::base_seed();
-  std::printf("GPU small-batch suite: %d cases per dtype, MLALORA_SEED=%" PRIu64 "\n", cases, seed);
+  const uint64_t seed = test::announce_gpu_suite("small-batch suite", cases);
   auto impl = harness::make_implementation("cuda-fused");
   REQUIRE(impl != nullptr);
   for (DType dt : {DType::bf16, DType::f16}) {
     harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
-    cfg.dtypes = {dt};
     cfg.max_tokens = 16;
     cfg.inject_nonfinite = true;
-    int64_t passed = 0, small = 0, nonempty = 0, failures = 0, rows = 0, multi_slot = 0;
-    double worst = 0;
-    for (int i = 0; i < cases; ++i) {
-      const uint64_t case_seed = seed * 6151ULL + static_cast<uint64_t>(i) + 49157ULL * static_cast<uint64_t>(dt);
-      harness::Case c = harness::sample_case(cfg, case_seed, 10 + (90 * i) / cases);
-      // Launch forms cycle: q+v stages together or q then v; every fourth
-      // case without programmatic dependent launch (stage 2 then waits at
-      // the kernel boundary instead of in griddepcontrol.wait).
-      test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
-      test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
-      // Forced on for every batch of <= 16 rows (by default only one row at
-      // r_max >= 64, or r_max > 64 with at most 16 heads).
-      test::ScopedEnv small_env("MLALORA_FAST_SMALL", "1");
-      const ProblemShape& shape = c.problem.shape;
-      nonempty += shape.dims.S >= 1;
-      small += optimized::fast_path_layout(shape).small_batch && family_of(shape, Side::q) == "fast" &&
-               family_of(shape, Side::v) == "fast";
-      rows += c.problem.covered_rows();
-      std::vector<int32_t> slots(c.problem.weight_indices.begin(),
-                                 c.problem.weight_indices.begin() + c.problem.num_segments);
-      std::sort(slots.begin(), slots.end());
-      multi_slot += std::unique(slots.begin(), slots.end()) - slots.begin() > 1;
-      harness::Testbed tb(c);
-      const test::CaseCheck r = test::run_and_check_case(*impl, c, tb, i % 10 == 0, true, test::gpu_dump_dir());
-      if (r.failure) {
-        ++failures;
-        FAIL_CHECK(test::describe_failure(std::string("cuda-fused (small batch) ") + dtype_name(dt), i, case_seed, c, r));
-        if (failures > 20) FAIL("too many failures; stopping");
-      } else {
-        ++passed;
-        worst = std::max({worst, r.outcome.q.max_error_bound_ratio, r.outcome.v.max_error_bound_ratio});
-      }
-    }
+    int64_t small = 0, nonempty = 0, rows = 0, multi_slot = 0;
+    const test::CaseTally t = test::run_fused_cases(
+        *impl, "cuda-fused (small batch)", cfg, dt, cases, seed, {6151, 49157},
+        [&](int i, const harness::Case& c, const auto& run) {
+          // Launch forms cycle: q+v stages together or q then v; every fourth
+          // case without programmatic dependent launch (stage 2 then waits at
+          // the kernel boundary instead of in griddepcontrol.wait).
+          test::ScopedEnv qv_env("MLALORA_FAST_QV", i % 2 == 1 ? "separate" : "");
+          test::ScopedEnv pdl_env("MLALORA_FAST_PDL", i % 4 == 3 ? "0" : "");
+          // Forced on for every batch of <= 16 rows (by default only one row at
+          // r_max >= 64, or r_max > 64 with at most 16 heads).
+          test::ScopedEnv small_env("MLALORA_FAST_SMALL", "1");
+          const ProblemShape& shape = c.problem.shape;
+          nonempty += shape.dims.S >= 1;
+          small += optimized::fast_path_layout(shape).small_batch && family_of(shape, Side::q) == "fast" &&
+                   family_of(shape, Side::v) == "fast";
+          rows += c.problem.covered_rows();
+          std::vector<int32_t> slots(c.problem.weight_indices.begin(),
+                                     c.problem.weight_indices.begin() + c.problem.num_segments);
+          std::sort(slots.begin(), slots.end());
+          multi_slot += std::unique(slots.begin(), slots.end()) - slots.begin() > 1;
+          run();
+        });
     std::printf("  cuda-fused %-4s small batch: passed %5" PRId64 " / %d (small-batch kernels on %" PRId64
                 " of %" PRId64 " non-empty shapes; %" PRId64 " covered rows; %" PRId64
                 " batches over several slots)  max err/bound %.3g\n",
-                dtype_name(dt), passed, cases, small, nonempty, rows, multi_slot, worst);
-    CHECK(passed == cases);
+                dtype_name(dt), t.passed, cases, small, nonempty, rows, multi_slot, t.worst);
+    CHECK(t.passed == cases);
     // Every shape with rows must run the small-batch kernels (no silent fallback).
     CHECK(small == nonempty);
     // The generator draws S = 0 in about 13% of cases: at least 3/4 non-empty
