@@ -16,7 +16,13 @@ count, kept apart from the targets above: how many decode shapes that
 call meets 2x+5 on. The targets themselves are judged on cuda-fused, whose
 time includes the plan.
 
-usage: targets.py REPORT.h5 [--baseline OLD.h5] [--baseline-name NAME]
+usage: targets.py REPORT.h5 [--baseline OLD.h5] [--baseline-name NAME] [--shortfalls]
+With --shortfalls, a second table follows the counts: one row per missed
+target, with the time the target needs, the factor by which the shape misses
+it, and its shape class (PERF.md explains each class's limit with
+measurements): "T=1" (one-token decode), "plan-tiled decode" (T = 64..512),
+"rank 128" (the r_max <= 128 kernel bucket, tensor-throughput bound),
+"bandwidth" (the 70% target elsewhere) and "vs naive".
 With a baseline (a report with cuda-fused graph rows, e.g. a
 scripts/bench_variants.sh variant), adds its median and old/new.
 
@@ -122,6 +128,17 @@ def stage_us(curve, x):
     return y1 + (y1 - y0) * (x - x1) / (x1 - x0)
 
 
+def shape_class(shape, row, target):
+    """The class a missed target belongs to (PERF.md gives each class's measured limit)."""
+    if target == "2x+5" and re.search(r"/T1/", shape):
+        return "T=1"
+    if re.search(r"/r(\d+)/", shape) and int(re.search(r"/r(\d+)/", shape).group(1)) > 64:
+        return "rank 128"
+    if target == "2x+5":
+        return "plan-tiled decode"
+    return "bandwidth"
+
+
 def spread_of(row):
     """(p90 - p10) / median of a row, 0 when the report has no percentiles."""
     if not (row["us"] > 0) or not np.isfinite(row["p10"]) or not np.isfinite(row["p90"]):
@@ -134,6 +151,7 @@ def main():
     ap.add_argument("report")
     ap.add_argument("--baseline")
     ap.add_argument("--baseline-name", default="old")
+    ap.add_argument("--shortfalls", action="store_true", help="list every missed target with its gap and class")
     a = ap.parse_args()
     rows, order, lat, staging = load(a.report)
     curve = per_sm_curve(staging) if lat is not None else None
@@ -155,6 +173,7 @@ def main():
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     n = {"70": [0, 0], "dec": [0, 0], "naive": [0, 0], "fragile": 0, "planned": [0, 0]}
+    misses = []  # (shape, target, measured us, needed us, class)
     for s in order:
         g = rows.get((s, "cuda-fused", "graph"))
         st = rows.get((s, "cuda-fused", "stream"))
@@ -168,11 +187,15 @@ def main():
         if g["floor"] >= 50:
             ok = g["frac"] >= 0.70
             n["70"][0] += ok; n["70"][1] += 1
+            if not ok:
+                misses.append((s, "70%", g["us"], g["floor"] / 0.70, shape_class(s, g, "70%")))
             verdicts.append("70%: " + ("yes" if ok else "NO"))
         if g["workload"] == "decode":
             limit = 2 * g["floor"] + 5
             ok = g["us"] <= limit
             n["dec"][0] += ok; n["dec"][1] += 1
+            if not ok:
+                misses.append((s, "2x+5", g["us"], limit, shape_class(s, g, "2x+5")))
             trips = ""
             if lat is not None and lat[1] > 0:
                 floor = ""
@@ -200,6 +223,8 @@ def main():
             spread = max(spread_of(best_row), spread_of(nv))
             within = abs(margin) < spread
             n["fragile"] += within
+            if not ok:
+                misses.append((s, "vs naive", best, nv["us"], "vs naive" + (" (within spread)" if within else "")))
             verdicts.append("vs naive: " + ("yes" if ok else "NO")
                             + (f" (within spread: margin {100 * margin:+.1f}%, p10-p90 {100 * spread:.1f}%)"
                                if within else ""))
@@ -216,6 +241,13 @@ def main():
     print(f"faster than cublas-naive: {n['naive'][0]} of {n['naive'][1]}"
           + (f"; on {n['fragile']} shape(s) the margin, either way, is within the run's p10-p90 spread"
              if n["fragile"] else ""))
+    if a.shortfalls:
+        print()
+        print("| shape | target | measured us | target needs us | measured / needed | class |")
+        print("|---|---|---|---|---|---|")
+        for shape, target, us, need, cls in misses:
+            print(f"| {shape} | {target} | {us:.2f} | {need:.2f} | {us / need:.2f} | {cls} |")
+        print(f"\n{len(misses)} missed targets on {len(set(m[0] for m in misses))} shapes")
     return 0
 
 

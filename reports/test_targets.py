@@ -73,6 +73,13 @@ def main():
                           "(not a target) with the tile plan built once and reused (cuda-fused-planned): 1 of 2",
                           "plan reused: 8.00 us, 2x+5 yes", "plan reused: 9.50 us, 2x+5 NO"], "verdicts"):
         return 1
+    # --shortfalls: one row per missed target, with what the target needs (big/slow:
+    # 82.8 / 0.7 = 118.29 us for 70%, naive's 119 us; dec/over: 2 x 2 + 5 = 9 us)
+    if not expect([rep, "--shortfalls"], ["| big/slow | 70% | 120.00 | 118.29 | 1.01 | bandwidth |",
+                                          "| big/slow | vs naive | 120.00 | 119.00 | 1.01 | vs naive |",
+                                          "| dec/over | 2x+5 | 9.01 | 9.00 | 1.00 | plan-tiled decode |",
+                                          "3 missed targets on 2 shapes"], "shortfalls"):
+        return 1
     # with the latency probe's attributes: round trips of the decode rows
     with h5py.File(rep, "a") as f:
         f.attrs["graph_launch_floor_us"] = 3.0
@@ -144,6 +151,15 @@ def main():
     for got, want in checks:
         if got != want:
             print(f"FAIL: probe-floor model: got {got}, want {want}")
+            return 1
+    for shape, target, want in [("M/tp8/r128/decode/T1/A8", "2x+5", "T=1"), ("M/tp1/r64/decode/T1/A8", "2x+5", "T=1"),
+                                ("M/tp1/r128/chunked/T2048/A4/zipf", "70%", "rank 128"),
+                                ("M/tp8/r128/decode/T64/A8", "2x+5", "rank 128"),
+                                ("M/tp8/r64/decode/T64/A8", "2x+5", "plan-tiled decode"),
+                                ("M/tp8/r64/prefill/T4096/A4/seg4", "70%", "bandwidth"),
+                                ("M/tp1/r16/decode/T512/A64", "70%", "bandwidth")]:
+        if targets.shape_class(shape, None, target) != want:
+            print(f"FAIL: shape_class({shape}, {target}) = {targets.shape_class(shape, None, target)}, want {want}")
             return 1
     rc, txt = run(rep)
     if "b132.t128.0B" in txt:
