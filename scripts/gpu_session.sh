@@ -86,7 +86,7 @@ fi
 # Graph replays only in the fast path's dtypes (f32 runs the generic kernels,
 # slow under racecheck); the property suite with 30 cases per dtype.
 step fastsan && run fastsan 480 env MLALORA_GPU_CASES=30 MLALORA_GARBAGE_TRIALS=2 \
-  MLALORA_GRAPH_CONFIGS="model dims,decode,prefill,many slots,small batch,one token" MLALORA_GRAPH_DTYPES="bf16,f16" \
+  MLALORA_GRAPH_CONFIGS="model dims,decode,prefill,many slots,small batch,small batch 200 slots,one token" MLALORA_GRAPH_DTYPES="bf16,f16" \
   MLALORA_SANITIZER_TOOLS="racecheck initcheck synccheck" \
   MLALORA_SANITIZER_TOOL_TIMEOUT=150 bash scripts/compute_sanitizer.sh "$B/mlalora_gpu_tests" "$OUT/fastsan" \
   "[fast],[index],CUDA graph: one capture*"

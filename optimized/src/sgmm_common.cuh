@@ -99,38 +99,89 @@ __device__ __forceinline__ int live_segments(const KParams& p) {
   return p.nseg_host;
 }
 
+// Every slot's rank and scale in shared memory, when the block has a thread
+// per slot (L <= NT): thread t loads slot t's entry (load) in the same round
+// as its other independent index loads, stores it (publish) before the
+// block's next barrier, and any thread reads any slot after it (get). With
+// more slots than threads, get() loads the slot's entry from global memory
+// (a dependent round of its own, as before the table).
+struct SlotEntry {
+  int rank;
+  float scale;
+};
+template <int NT>
+struct SlotTable {
+  int rank[NT];
+  float scale[NT];
+  __device__ __forceinline__ SlotEntry load(const KParams& p) const {
+    const int t = static_cast<int>(threadIdx.x);
+    if (p.L > NT || t >= p.L) return SlotEntry{0, 0.f};
+    return SlotEntry{__ldg(p.ranks + t), __ldg(p.scalings + t)};
+  }
+  __device__ __forceinline__ void publish(const KParams& p, SlotEntry e) {
+    const int t = static_cast<int>(threadIdx.x);
+    if (p.L <= NT && t < p.L) rank[t] = e.rank, scale[t] = e.scale;
+  }
+  // slot in [0, p.L), after the barrier that follows publish.
+  __device__ __forceinline__ SlotEntry get(const KParams& p, int slot) const {
+    if (p.L <= NT) return SlotEntry{rank[slot], scale[slot]};
+    return SlotEntry{__ldg(p.ranks + slot), __ldg(p.scalings + slot)};
+  }
+};
+
 // Resolve tile number `tile` (block-uniform) into *info (shared memory).
 // Returns false (block-uniformly) when the tile slot is past the batch's
 // tiles. Must be called by all NT threads of the block.
 // Latency: the index loads of a chunk are issued for every g < capacity
 // before the live count is known (they stay inside the arrays, which hold
-// capacity entries) and the slot's rank and scale are loaded together, so a
-// block knows its tile after three dependent loads (count and segment
-// bounds, rank and scale, then the caller's permutation entries).
+// capacity entries). When the block has a thread per slot (L <= NT), every
+// slot's rank and scale is loaded in the same round as the first chunk's
+// segment data and read from shared memory (SlotTable), so a block knows
+// its tile after two dependent loads (count, segment bounds and the slot
+// table, then the caller's permutation entries); with more slots, the
+// found slot's rank and scale are a round of their own.
+// `scratch`: shared memory for the slot table (sizeof(SlotTable<NT>) bytes,
+// 16-byte aligned), free until find_tile returns (the caller's staging
+// area: nothing reads the table after the barrier find_tile returns behind).
 template <int NT>
-__device__ bool find_tile(const KParams& p, long long tile, TileInfo* info) {
+__device__ bool find_tile(const KParams& p, long long tile, TileInfo* info, void* scratch) {
   using Scan = cub::BlockScan<long long, NT>;
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ long long s_chunk_total;
   __shared__ int s_found;
+  SlotTable<NT>& slots = *static_cast<SlotTable<NT>*>(scratch);
+  const int tid = static_cast<int>(threadIdx.x);
+  // Round 1, all independent: the first chunk's segment data, the slot table, the live count.
+  int b = 0, e = 0, wi = 0;
+  if (tid < p.capacity) {  // not g < n: these loads do not wait for the live count
+    b = __ldg(p.seg_indptr + tid);
+    e = __ldg(p.seg_indptr + tid + 1);
+    wi = __ldg(p.weight_indices + tid);
+  }
+  const SlotEntry own = slots.load(p);
   const int n = live_segments(p);
-  if (threadIdx.x == 0) s_found = 0;
+  slots.publish(p, own);
+  if (tid == 0) s_found = 0;
   __syncthreads();
   long long base = 0;
   for (int c0 = 0; c0 < p.capacity; c0 += NT) {
-    const int g = c0 + static_cast<int>(threadIdx.x);
+    const int g = c0 + tid;
     long long cnt = 0;
-    int b = 0, e = 0, wi = 0, rank = 0;
+    int rank = 0;
     float scale = 0.f;
-    if (g < p.capacity) {  // not g < n: these loads do not wait for the live count
-      b = __ldg(p.seg_indptr + g);
-      e = __ldg(p.seg_indptr + g + 1);
-      wi = __ldg(p.weight_indices + g);
+    if (c0 > 0) {
+      b = e = wi = 0;
+      if (g < p.capacity) {
+        b = __ldg(p.seg_indptr + g);
+        e = __ldg(p.seg_indptr + g + 1);
+        wi = __ldg(p.weight_indices + g);
+      }
     }
     bool ok = g < n && b >= 0 && e >= b && e <= p.S && (e - b) <= p.max_seg_len && wi >= 0 && wi < p.L;
     if (ok) {
-      rank = __ldg(p.ranks + wi);
-      scale = __ldg(p.scalings + wi);
+      const SlotEntry se = slots.get(p, wi);
+      rank = se.rank;
+      scale = se.scale;
       ok = rank >= 1 && rank <= p.r_max;
     }
     if (ok) cnt = (e - b + p.M_T - 1) / p.M_T;

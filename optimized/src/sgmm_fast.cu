@@ -421,9 +421,11 @@ struct BlockCoord {
 // segment order, found by every block from the index data (find_tile: one
 // block scan over the live segments, p.M_T == geo.tm). Same segment filter
 // and row checks as the plan.
-__device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& geo, const BlockCoord& at, TileCtx& c) {
+// `scratch`: the block's dynamic shared memory, free until the tile is known.
+__device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& geo, const BlockCoord& at, TileCtx& c,
+                                                void* scratch) {
   __shared__ TileInfo info;
-  if (!find_tile<kThreads>(p, at.tile, &info)) return false;
+  if (!find_tile<kThreads>(p, at.tile, &info, scratch)) return false;
   c.slot = info.slot;
   c.r = info.rank;
   c.r16 = (c.r + 15) & ~15;
@@ -438,8 +440,8 @@ __device__ __forceinline__ bool tile_ctx_direct(const KParams& p, const Geom& ge
   return true;
 }
 __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
-                                         TileCtx& c) {
-  if (v.direct) return tile_ctx_direct(p, geo, at, c);
+                                         TileCtx& c, void* scratch) {
+  if (v.direct) return tile_ctx_direct(p, geo, at, c, scratch);
   const int tile = at.tile;  // < grid tiles <= max_tiles: every entry read below was written by the plan
   const int warp = static_cast<int>(threadIdx.x) >> 5, g = (static_cast<int>(threadIdx.x) & 31) >> 2;
   c.h = at.head_block * geo.hg + warp / geo.ts;
@@ -589,7 +591,7 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
   using RG = Ring<RMAX>;
   constexpr int RB = RMAX / 16, BP = RG::kBPitch, ST = RG::kStages, SE = RG::kSlotElems;
   TileCtx c;
-  if (!tile_ctx(p, geo, v, at, c)) return;
+  if (!tile_ctx(p, geo, v, at, c, smem_raw)) return;
   trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   T* ring = reinterpret_cast<T*>(smem_raw);
@@ -785,7 +787,7 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
   TileCtx c;
-  if (!tile_ctx(p, geo, v, at, c)) return;
+  if (!tile_ctx(p, geo, v, at, c, smem_raw)) return;
   trace_mark(1);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, q4 = lane & 3;
   const int r = c.r;

@@ -168,21 +168,27 @@ template <int STAGE>
 __device__ __forceinline__ void small_end() {}
 #endif
 
-__device__ void resolve_rows(const KParams& p, RowsSmem& s) {
+// `scratch`: the block's dynamic shared memory (at least the slot table),
+// free until the barrier resolve_rows ends with.
+__device__ void resolve_rows(const KParams& p, RowsSmem& s, void* scratch) {
+  SlotTable<kThreads>& table = *static_cast<SlotTable<kThreads>*>(scratch);
   const int tid = static_cast<int>(threadIdx.x);
-  int t = -1;
-  if (tid < p.S) {
-    s.key[tid] = ~0ULL;
-    t = physical_row(p, tid);  // issued before the segment loads; independent of them
-  }
-  __syncthreads();
+  // Round 1, all independent: the row's permutation entry, the first chunk
+  // of segment data, every slot's rank and scale (L <= kThreads), the live count.
+  const int t = tid < p.S ? physical_row(p, tid) : -1;
+  int b0 = 0, e0 = 0, w0 = 0;
+  if (tid < p.capacity) b0 = __ldg(p.seg_indptr + tid), e0 = __ldg(p.seg_indptr + tid + 1), w0 = __ldg(p.weight_indices + tid);
+  const SlotEntry own = table.load(p);
   const int n = live_segments(p);
+  if (tid < p.S) s.key[tid] = ~0ULL;
+  table.publish(p, own);
+  __syncthreads();
   MLALORA_SMALL_LOOP
   for (int g = tid; g < p.capacity; g += kThreads) {
-    const int b = __ldg(p.seg_indptr + g), e = __ldg(p.seg_indptr + g + 1), w = __ldg(p.weight_indices + g);
+    int b = b0, e = e0, w = w0;
+    if (g != tid) b = __ldg(p.seg_indptr + g), e = __ldg(p.seg_indptr + g + 1), w = __ldg(p.weight_indices + g);
     if (g < n && b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L) {
-      const int r = __ldg(p.ranks + w);
-      (void)__ldg(p.scalings + w);  // warms L1 for the row's read below
+      const int r = table.get(p, w).rank;
       if (r >= 1 && r <= p.r_max)
         MLALORA_SMALL_LOOP
         for (int i = b; i < e; ++i)
@@ -193,16 +199,14 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s) {
   int slot = -1;
   if (tid < p.S) {
     const unsigned long long key = s.key[tid];
-    int rank = 0;
-    float scale = 0.f;
+    SlotEntry se{0, 0.f};
     if (key != ~0ULL && t >= 0) {
       slot = static_cast<int>(key & 0xffffffffULL);
-      rank = __ldg(p.ranks + slot);
-      scale = __ldg(p.scalings + slot);
+      se = table.get(p, slot);
     }
     s.slot[tid] = slot;
-    s.rank[tid] = rank;
-    s.scale[tid] = scale;
+    s.rank[tid] = se.rank;
+    s.scale[tid] = se.scale;
     s.phys[tid] = t;
   }
   __syncthreads();
@@ -412,7 +416,7 @@ __global__ void __launch_bounds__(kThreads) small_kernel(const SmallArgs a) {
   const int b = static_cast<int>(blockIdx.x);
   const bool q = b < a.role[0].blocks;
   small_entry<STAGE>(q ? (STAGE == 1 ? kQ1 : kQ2) : (STAGE == 1 ? kV1 : kV2));
-  resolve_rows(q ? a.q : a.v, rs);
+  resolve_rows(q ? a.q : a.v, rs, smem);
   small_mark<STAGE>(1);
   if (q)
     run_role<T, STAGE == 1 ? kQ1 : kQ2>(a.q, a.role[0], a, b, rs, smem);
@@ -534,6 +538,7 @@ SmallGeometry geometry(const ProblemShape& shape) {
       const int kind = s == 0 ? (r == 0 ? kQ1 : kV1) : (r == 0 ? kQ2 : kV2);
       g.smem[s] = std::max(g.smem[s], layout_role(m, kind, g.role[s][r].nc, g.role[s][r].hg, &tmp));
     }
+  for (int s = 0; s < 2; ++s) g.smem[s] = std::max<int>(g.smem[s], sizeof(SlotTable<kThreads>));  // resolve_rows' scratch
   return g;
 }
 

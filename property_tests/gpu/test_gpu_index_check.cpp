@@ -169,8 +169,11 @@ TEST_CASE("kernels on garbage index data stay in bounds and write only processab
       // more segment slots than a block has threads
       {"small batch, permutation", Dims{12, 4, 128, 128, 512, 3, 96}, 20, 6, 0, true},
       {"small batch, 150 segments", Dims{16, 2, 64, 64, 64, 3, 16}, 150, 4, 8, false},
+      {"small batch, 200 slots", Dims{16, 2, 64, 64, 64, 200, 16}, 40, 4, 0, true},
       // the plan kernel's shared-memory limit (512 segment slots) and more slots than the direct tiling takes
       {"512 segments, permutation", Dims{300, 2, 64, 64, 128, 40, 32}, 512, 3, 0, true},
+      // more slots than a block has threads (no slot table in shared memory)
+      {"200 slots", Dims{300, 2, 64, 64, 128, 200, 32}, 40, 20, 0, false},
   };
   const uint64_t seed = test::base_seed();
   const int trials = std::max(2, test::env_int("MLALORA_GARBAGE_TRIALS", 6));
