@@ -141,7 +141,7 @@ struct SlotTable {
 // table, then the caller's permutation entries); with more slots, the
 // found slot's rank and scale are a round of their own.
 // `scratch`: shared memory for the slot table (sizeof(SlotTable<NT>) bytes,
-// 16-byte aligned), free until find_tile returns (the caller's staging
+// 4-byte aligned), free until find_tile returns (the caller's staging
 // area: nothing reads the table after the barrier find_tile returns behind).
 template <int NT>
 __device__ bool find_tile(const KParams& p, long long tile, TileInfo* info, void* scratch) {

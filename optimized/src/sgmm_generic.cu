@@ -32,9 +32,10 @@ __global__ void __launch_bounds__(kNT) generic_kernel(const KParams p) {
   __shared__ TileInfo ti;
   __shared__ int row_t[kRows], row_i[kRows];
   __shared__ float xs[kRows][kKC + 1];
+  static_assert(sizeof(xs) >= sizeof(SlotTable<kNT>), "find_tile's scratch");
   __shared__ float ws[kKC][kKC + 1];
 
-  if (!find_tile<kNT>(p, static_cast<long long>(blockIdx.x), &ti)) return;
+  if (!find_tile<kNT>(p, static_cast<long long>(blockIdx.x), &ti, &xs[0][0])) return;  // xs: free until staged
   const int h = static_cast<int>(blockIdx.y);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, ty = tid >> 5;
   if (tid < kRows) {

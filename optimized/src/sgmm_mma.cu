@@ -26,6 +26,7 @@
 // Split path: step_a = stage 1 then Y -> intermediate (S, H, r_max) by logical
 // row; step_b = intermediate -> Ys then stage 2. Same rounding as fused.
 // r_max <= 128 (RJ32 = ceil(r_max/32) in {2, 4}); larger ranks use the generic kernels.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -198,7 +199,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_q_kernel(const KParams p) {
   __shared__ TileInfo ti;
   __shared__ Rows<ROWS> rows;
 
-  if (!find_tile<kThreads>(p, static_cast<long long>(blockIdx.x), &ti)) return;
+  if (!find_tile<kThreads>(p, static_cast<long long>(blockIdx.x), &ti, smem)) return;  // smem: free until staged
   const int h0 = static_cast<int>(blockIdx.y) * p.H_T;
   init_rows<ROWS>(p, ti, h0, rows);
 
@@ -393,7 +394,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_v_kernel(const KParams p) {
   __shared__ TileInfo ti;
   __shared__ Rows<ROWS> rows;
 
-  if (!find_tile<kThreads>(p, static_cast<long long>(blockIdx.x), &ti)) return;
+  if (!find_tile<kThreads>(p, static_cast<long long>(blockIdx.x), &ti, smem)) return;  // smem: free until staged
   const int h0 = static_cast<int>(blockIdx.y) * p.H_T;
   init_rows<ROWS>(p, ti, h0, rows);
   T* Ys = reinterpret_cast<T*>(smem);
@@ -564,6 +565,7 @@ bool vector_ok(const KParams& p, Side side) {
 
 template <typename Kern>
 Status launch_kernel(Kern kern, dim3 grid, size_t smem, const KParams& p, cudaStream_t stream) {
+  smem = std::max(smem, sizeof(SlotTable<kThreads>));  // find_tile's scratch
   MLALORA_RETURN_IF_ERROR(ensure_smem_limit(reinterpret_cast<const void*>(kern), smem));
   kern<<<grid, kThreads, smem, stream>>>(p);
   cudaError_t e = cudaGetLastError();
