@@ -9,7 +9,7 @@
 #   scripts/bench_variants.sh datasets/suites/quick.txt "auto:" "fused:MLALORA_FAST_QV=fused" \
 #     "separate:MLALORA_FAST_QV=separate" "plain:MLALORA_FAST_QV=separate,MLALORA_FAST_PDL=0"
 set -uo pipefail
-bash "$(dirname "$0")/gpu_session.sh" unpack  # packed binaries (.gpu/bin.tar.gz) -> .gpu/bin/
+bash "$(dirname "$0")/gpu_session.sh" unpack  # packed binaries (.gpu/bin.tar.xz) -> .gpu/bin/
 cd "$(dirname "$0")/.."
 SUITE="$1"; shift
 OUT="${OUT:-$PWD/gpu-out}"

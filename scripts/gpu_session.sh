@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session in one command (the device machine has no Eigen/Catch2/
 # rapidcheck headers, so everything is built here and carried).
-#   scripts/gpu_session.sh pack            # here: binaries into .gpu/bin.tar.gz (git-ignored; gzip
-#                                          #   takes the ~50 MB of binaries to ~15 MB of the 64 MiB carry)
-#   scripts/gpu_session.sh unpack          # on the GPU machine: .gpu/bin.tar.gz -> .gpu/bin/ (run does it)
+#   scripts/gpu_session.sh pack            # here: binaries into .gpu/bin.tar.xz (git-ignored; xz takes
+#                                          #   the ~33 MB of binaries to ~4 MB of the 64 MiB carry)
+#   scripts/gpu_session.sh unpack          # on the GPU machine: .gpu/bin.tar.xz -> .gpu/bin/ (run does it)
 #   scripts/gpu_session.sh run [CASES] [SUITE] [STEPS]   # on the GPU machine (see STEPS below)
 # Outputs go to $OUT (default ./gpu-out); a short table is printed last.
 set -uo pipefail
@@ -17,12 +17,15 @@ if [ "$mode" = pack ]; then
   # Extra builds to A/B (scripts/bench_variants.sh EXE=...): PACK_EXTRA="name=path ...".
   for e in ${PACK_EXTRA:-}; do cp "${e#*=}" ".gpu/bin/${e%%=*}"; done
   strip .gpu/bin/* 2>/dev/null || true
-  tar czf .gpu/bin.tar.gz -C .gpu bin && rm -rf .gpu/bin
+  # xz with a dictionary larger than all binaries together: builds of the same
+  # tree share most of their bytes, so each extra build adds about 1 MB
+  # (gzip's 32 KB window cannot see that: about 5 MB each).
+  tar cf - -C .gpu bin | xz -9 -T2 --lzma2=dict=192MiB > .gpu/bin.tar.xz && rm -rf .gpu/bin
   du -sh .gpu
   exit 0
 fi
 if [ "$mode" = unpack ] || [ "$mode" = run ]; then
-  if [ -f .gpu/bin.tar.gz ] && [ ! -x .gpu/bin/mlalora ]; then tar xzf .gpu/bin.tar.gz -C .gpu; fi
+  if [ -f .gpu/bin.tar.xz ] && [ ! -x .gpu/bin/mlalora ]; then xz -dc .gpu/bin.tar.xz | tar xf - -C .gpu; fi
   [ "$mode" = unpack ] && exit 0
 fi
 CASES="${2:-2000}"

@@ -5,7 +5,7 @@
 #   scripts/profile_ncu.sh SUITE_FILE [LAUNCHES] [MLALORA_BIN]
 # Each shape's first (verification) call is profiled: plan + q + v kernels.
 set -uo pipefail
-bash "$(dirname "$0")/gpu_session.sh" unpack  # packed binaries (.gpu/bin.tar.gz) -> .gpu/bin/
+bash "$(dirname "$0")/gpu_session.sh" unpack  # packed binaries (.gpu/bin.tar.xz) -> .gpu/bin/
 SUITE="${1:?suite file}"
 COUNT="${2:-9}"
 BIN="${3:-.gpu/bin/mlalora}"
