@@ -15,6 +15,10 @@
 //     kernel is a programmatic dependent launch of the plan (its blocks wait
 //     in griddepcontrol.wait, not behind a kernel boundary).
 // Shared memory is one ring of (r_max + 64)-row slots, the same on both sides.
+// Compiled variants (KernelTune): each rank bucket (r_max <= 32, 64, 128) has
+// a default ring depth and blocks-per-SM register cap; the 32 and 128
+// buckets also a "wide" one (one more resident block, a shallower ring),
+// which grids of >= 2 default waves take (launch_sides; PERF.md, v9.1, v9.3).
 //
 // q side, per warp: Y (16 x r) = X_h @ B_kc[h], X fragments straight from
 //   global (32-bit loads, all of a staged step issued before its wait), B_kc
@@ -53,6 +57,7 @@
 #include <cstring>
 #include <cub/block/block_scan.cuh>
 #include <string>
+#include <type_traits>
 
 #include "mlalora/optimized/fast_trace.hpp"
 #include "sgmm_fast.hpp"
@@ -499,6 +504,30 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
 #ifndef MLALORA_FAST_MIN_BLOCKS_R128
 #define MLALORA_FAST_MIN_BLOCKS_R128 2
 #endif
+// The rank-32 and rank-128 buckets have a second compiled variant for grids
+// of many waves ("wide": one more resident block per SM, a shallower ring
+// and a lower register cap), taken when the grid is at least
+// MLALORA_FAST_WIDE_WAVES waves of the default variant (wide_applies):
+//  r <= 128: a two-stage ring, three blocks per SM (168 registers, 88 bytes
+//            of spills); PERF.md, v9.1: 0.83-0.91x on chunked, prefill and
+//            TP=1 decode batches, 1.05-1.11x on sub-wave TP=8 decode batches;
+//  r <= 32:  a three-stage ring, five blocks per SM (v5.1's build; PERF.md,
+//            v9.3).
+#ifndef MLALORA_FAST_RING_STAGES_R128_WIDE
+#define MLALORA_FAST_RING_STAGES_R128_WIDE 2
+#endif
+#ifndef MLALORA_FAST_MIN_BLOCKS_R128_WIDE
+#define MLALORA_FAST_MIN_BLOCKS_R128_WIDE 3
+#endif
+#ifndef MLALORA_FAST_RING_STAGES_R32_WIDE
+#define MLALORA_FAST_RING_STAGES_R32_WIDE 3
+#endif
+#ifndef MLALORA_FAST_MIN_BLOCKS_R32_WIDE
+#define MLALORA_FAST_MIN_BLOCKS_R32_WIDE 5
+#endif
+#ifndef MLALORA_FAST_WIDE_WAVES
+#define MLALORA_FAST_WIDE_WAVES 2
+#endif
 template <int RMAX>
 constexpr int ring_stages() {
   return RMAX <= 32 ? MLALORA_FAST_RING_STAGES_R32
@@ -508,9 +537,9 @@ template <int RMAX>
 constexpr int min_blocks() {
   return RMAX <= 32 ? MLALORA_FAST_MIN_BLOCKS_R32 : (RMAX <= 64 ? MLALORA_FAST_MIN_BLOCKS_R64 : MLALORA_FAST_MIN_BLOCKS_R128);
 }
-template <int RMAX>
+template <int RMAX, int STAGES = ring_stages<RMAX>()>
 struct Ring {
-  static constexpr int kStages = ring_stages<RMAX>();
+  static constexpr int kStages = STAGES;
   static_assert(kStages >= 2, "the ring needs at least two stages");
   static constexpr int kSlotElems = (RMAX + 16 * kWarps) * kPitch;
   static constexpr int kElems = kStages * kSlotElems;
@@ -585,10 +614,10 @@ __device__ __forceinline__ void q_stage1_step(float (&y)[2 * RB][4], const T* Bb
   else __syncwarp();
 }
 
-template <typename T, int RMAX>
+template <typename T, int RMAX, int STAGES>
 __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
                                        unsigned char* smem_raw) {
-  using RG = Ring<RMAX>;
+  using RG = Ring<RMAX, STAGES>;
   constexpr int RB = RMAX / 16, BP = RG::kBPitch, ST = RG::kStages, SE = RG::kSlotElems;
   TileCtx c;
   if (!tile_ctx(p, geo, v, at, c, smem_raw)) return;
@@ -738,11 +767,10 @@ __device__ __forceinline__ void q_body(const KParams& p, const Geom& geo, const 
 // tile (16 x DC); or, when the four warps share one head (hg == 1), a
 // block-wide double buffer of 64-column steps: B_vc rows (read once per
 // block) plus the four warps' output tiles.
-template <int RMAX>
+template <int RMAX, int STAGES>
 struct VSmem {
-  static constexpr int kStages = Ring<RMAX>::kStages;  // 3 instead of 4 measured the same (PERF.md, v2.7)
-  static constexpr int kStageElems = Ring<RMAX>::kSlotElems;
-  static constexpr int kRingElems = Ring<RMAX>::kElems;
+  static constexpr int kStageElems = Ring<RMAX, STAGES>::kSlotElems;
+  static constexpr int kRingElems = Ring<RMAX, STAGES>::kElems;
   static constexpr int kBPitch = RMAX + 8;
   // Per-warp stage-2 output columns per step: 64, or 32 when four warps'
   // 64-column staging does not fit a shallow ring (r = 128 with two stages).
@@ -779,11 +807,11 @@ __device__ __forceinline__ void v_stage2_step(const T* Bs, int BP, T* Os, int OP
   staged_epilogue<T, 2 * NP>(Os, OP, lane, s, z);
 }
 
-template <typename T, int RMAX>
+template <typename T, int RMAX, int STAGES>
 __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const Plan& v, const BlockCoord& at,
                                        unsigned char* smem_raw) {
-  using SM = VSmem<RMAX>;
-  constexpr int RB = RMAX / 16, STAGES = SM::kStages, SE = SM::kStageElems, DC = SM::DC;
+  using SM = VSmem<RMAX, STAGES>;
+  constexpr int RB = RMAX / 16, SE = SM::kStageElems, DC = SM::DC;
   T* ring = reinterpret_cast<T*>(smem_raw);
   __shared__ const T* xrow[16 * kWarps];  // block's X rows (null: padding)
   TileCtx c;
@@ -918,25 +946,27 @@ __device__ __forceinline__ void v_body(const KParams& p, const Geom& geo, const 
 }
 
 // ---- kernels -----------------------------------------------------------------------------
-template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
+// Template arguments: the act dtype, the rank bucket, the ring depth and the
+// blocks per SM the kernel is compiled for (a tune, KernelTune below).
+template <typename T, int RMAX, int STAGES, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
     fast_q_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   trace_entry(0);
   wait_for_prior_grid();
-  q_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y),
+  q_body<T, RMAX, STAGES>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y),
                                         static_cast<int>(blockIdx.z)},
                   smem_raw);
   trace_end();
 }
 
-template <typename T, int RMAX>
+template <typename T, int RMAX, int STAGES, int MINB>
 __global__ void __launch_bounds__(kThreads, 4)
     fast_v_kernel(const KParams p, const Geom geo, const Plan v) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   trace_entry(1);
   wait_for_prior_grid();
-  v_body<T, RMAX>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), 0, static_cast<int>(blockIdx.z)}, smem_raw);
+  v_body<T, RMAX, STAGES>(p, geo, v, BlockCoord{static_cast<int>(blockIdx.x), 0, static_cast<int>(blockIdx.z)}, smem_raw);
   trace_end();
 }
 
@@ -946,8 +976,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 // (faster on every suite shape measured; PERF.md, version 3). Shared memory:
 // the common ring. Putting the v blocks first was measured and reverted
 // (PERF.md, v3.3).
-template <typename T, int RMAX>
-__global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
+template <typename T, int RMAX, int STAGES, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
     fast_qv_kernel(const KParams pq, const KParams pv, const Geom gq, const Geom gv, const Plan v, int tiles,
                    int nsplit, int q_blocks) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -955,9 +985,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks<RMAX>())
   trace_entry(b < q_blocks ? 0 : 1);
   wait_for_prior_grid();
   if (b < q_blocks)
-    q_body<T, RMAX>(pq, gq, v, BlockCoord{b % tiles, (b / tiles) % nsplit, b / (tiles * nsplit)}, smem_raw);
+    q_body<T, RMAX, STAGES>(pq, gq, v, BlockCoord{b % tiles, (b / tiles) % nsplit, b / (tiles * nsplit)}, smem_raw);
   else
-    v_body<T, RMAX>(pv, gv, v, BlockCoord{(b - q_blocks) % tiles, 0, (b - q_blocks) / tiles}, smem_raw);
+    v_body<T, RMAX, STAGES>(pv, gv, v, BlockCoord{(b - q_blocks) % tiles, 0, (b - q_blocks) / tiles}, smem_raw);
   trace_end();
 }
 
@@ -978,14 +1008,36 @@ bool geometry_v3() {
 // calculator once per ring size (without a GPU: what the launch bounds and
 // shared memory allow by design, r_max <= 32: 4 x 57 KB, <= 64: 3 x 76 KB,
 // 128: 2 x 85 KB of 228 KB; the r <= 32 case has under 1 KB to spare).
+// A compiled variant of the kernels of one rank bucket: ring depth and the
+// blocks per SM its register cap is set for.
+template <int RMAX, int STAGES, int MINB>
+struct KernelTune {
+  static constexpr int kRmax = RMAX, kStages = STAGES, kMinBlocks = MINB;
+  static constexpr size_t kSmem = Ring<RMAX, STAGES>::bytes;
+};
 template <int RMAX>
+using DefaultTune = KernelTune<RMAX, ring_stages<RMAX>(), min_blocks<RMAX>()>;
+template <int RMAX>
+struct WideTuneOf {
+  using type = void;  // no wide variant in this bucket
+};
+template <>
+struct WideTuneOf<32> {
+  using type = KernelTune<32, MLALORA_FAST_RING_STAGES_R32_WIDE, MLALORA_FAST_MIN_BLOCKS_R32_WIDE>;
+};
+template <>
+struct WideTuneOf<128> {
+  using type = KernelTune<128, MLALORA_FAST_RING_STAGES_R128_WIDE, MLALORA_FAST_MIN_BLOCKS_R128_WIDE>;
+};
+
+template <typename K>
 int qv_blocks_per_sm() {
   static const int n = [] {
-    const int by_design = std::min<int>(min_blocks<RMAX>(), (228 * 1024) / (Ring<RMAX>::bytes + 1024));
-    auto kern = fast_qv_kernel<__nv_bfloat16, RMAX>;
+    const int by_design = std::min<int>(K::kMinBlocks, (228 * 1024) / (K::kSmem + 1024));
+    auto kern = fast_qv_kernel<__nv_bfloat16, K::kRmax, K::kStages, K::kMinBlocks>;
     int b = 0;
-    if (!ensure_smem_limit(reinterpret_cast<const void*>(kern), Ring<RMAX>::bytes).ok() ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, kThreads, Ring<RMAX>::bytes) != cudaSuccess || b < 1) {
+    if (!ensure_smem_limit(reinterpret_cast<const void*>(kern), K::kSmem).ok() ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, kThreads, K::kSmem) != cudaSuccess || b < 1) {
       (void)cudaGetLastError();
       return by_design;
     }
@@ -993,10 +1045,14 @@ int qv_blocks_per_sm() {
   }();
   return n;
 }
-int blocks_per_sm(int r_max) {
-  return r_max <= 32 ? qv_blocks_per_sm<32>() : (r_max <= 64 ? qv_blocks_per_sm<64>() : qv_blocks_per_sm<128>());
+template <typename K>
+long long wave_of() {
+  return static_cast<long long>(qv_blocks_per_sm<K>()) * sm_count();
 }
-long long one_wave(int r_max) { return static_cast<long long>(blocks_per_sm(r_max)) * sm_count(); }
+// One wave of the default variant of r_max's bucket (the geometry's unit).
+long long one_wave(int r_max) {
+  return r_max <= 32 ? wave_of<DefaultTune<32>>() : (r_max <= 64 ? wave_of<DefaultTune<64>>() : wave_of<DefaultTune<128>>());
+}
 
 // Tile geometry from the shape only (graph-safe): how many tokens one slot
 // (plan) or one segment (direct: L = capacity) is expected to bring decides
@@ -1221,8 +1277,9 @@ struct SideGrid {
   int nsplit = 1, head_blocks = 1;
   long long blocks(long long tiles) const { return tiles * nsplit * head_blocks; }
 };
-// v_blocks: blocks of the v side in the same launch (0 when the q side runs alone).
-SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_blocks) {
+// v_blocks: blocks of the v side in the same launch (0 when the q side runs
+// alone); wave: resident blocks of the kernel variant that will run.
+SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_blocks, long long wave) {
   SideGrid g;
   g.geo = pr.geo;
   g.head_blocks = (p.H + pr.geo.hg - 1) / pr.geo.hg;
@@ -1239,7 +1296,6 @@ SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_
       const long long target = 4LL * sm_count();
       while (q1 * g.nsplit < target && chunks % (2 * g.nsplit) == 0 && 2 * g.nsplit <= max_split) g.nsplit *= 2;
     } else {
-      const long long wave = one_wave(p.r_max);
       while (q1 * 2 * g.nsplit + v_blocks <= wave && chunks % (2 * g.nsplit) == 0 && 2 * g.nsplit <= max_split)
         g.nsplit *= 2;
     }
@@ -1248,32 +1304,74 @@ SideGrid side_grid(const KParams& p, Side side, const Prepared& pr, long long v_
   return g;
 }
 
+// The grids of a call for a kernel variant of `wave` resident blocks.
+struct CallGrid {
+  SideGrid q, v;
+  long long blocks = 0;  // both sides
+};
+CallGrid call_grid(const KParams* pq, const KParams* pv, const Prepared& pr, long long wave) {
+  CallGrid g;
+  if (pv != nullptr) g.v = side_grid(*pv, Side::v, pr, 0, wave);
+  if (pq != nullptr) g.q = side_grid(*pq, Side::q, pr, pv != nullptr ? g.v.blocks(pr.tiles) : 0, wave);
+  g.blocks = (pq != nullptr ? g.q.blocks(pr.tiles) : 0) + (pv != nullptr ? g.v.blocks(pr.tiles) : 0);
+  return g;
+}
+
 // One side (pv or pq null), or both sides: in one q+v launch (unless
-// MLALORA_FAST_QV=separate or the flat grid would overflow), else q then v.
-template <typename T, int RMAX>
-Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cudaStream_t stream) {
+// MLALORA_FAST_QV=separate or the flat grid would overflow), else q then v;
+// kernels of variant K.
+template <typename T, typename K>
+Status launch_tuned(const KParams* pq, const KParams* pv, const Prepared& pr, const CallGrid& g, cudaStream_t stream) {
+  constexpr int R = K::kRmax, ST = K::kStages, MB = K::kMinBlocks;
   const bool pdl = pdl_enabled();
-  SideGrid gq, gv;
-  if (pv != nullptr) gv = side_grid(*pv, Side::v, pr, 0);
-  if (pq != nullptr) gq = side_grid(*pq, Side::q, pr, pv != nullptr ? gv.blocks(pr.tiles) : 0);
+  const SideGrid &gq = g.q, &gv = g.v;
   if (pq != nullptr && pv != nullptr && !qv_separate()) {
     const long long qb = gq.blocks(pr.tiles), total = qb + gv.blocks(pr.tiles);
     if (total <= 0x7fffffffLL)
-      return launch_kernel(fast_qv_kernel<T, RMAX>, dim3(static_cast<unsigned>(total)), Ring<RMAX>::bytes, pdl,
-                           stream, *pq, *pv, gq.geo, gv.geo, pr.plan, static_cast<int>(pr.tiles), gq.nsplit,
+      return launch_kernel(fast_qv_kernel<T, R, ST, MB>, dim3(static_cast<unsigned>(total)), K::kSmem, pdl, stream,
+                           *pq, *pv, gq.geo, gv.geo, pr.plan, static_cast<int>(pr.tiles), gq.nsplit,
                            static_cast<int>(qb));
   }
   if (pq != nullptr)
-    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_q_kernel<T, RMAX>,
+    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_q_kernel<T, R, ST, MB>,
                                           dim3(static_cast<unsigned>(pr.tiles), static_cast<unsigned>(gq.nsplit),
                                                static_cast<unsigned>(gq.head_blocks)),
-                                          Ring<RMAX>::bytes, pdl, stream, *pq, gq.geo, pr.plan));
+                                          K::kSmem, pdl, stream, *pq, gq.geo, pr.plan));
   if (pv != nullptr)
-    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_v_kernel<T, RMAX>,
+    MLALORA_RETURN_IF_ERROR(launch_kernel(fast_v_kernel<T, R, ST, MB>,
                                           dim3(static_cast<unsigned>(pr.tiles), 1u,
                                                static_cast<unsigned>(gv.head_blocks)),
-                                          Ring<RMAX>::bytes, pdl, stream, *pv, gv.geo, pr.plan));
+                                          K::kSmem, pdl, stream, *pv, gv.geo, pr.plan));
   return Status::Ok();
+}
+
+// MLALORA_FAST_TUNE=default|wide forces the variant of the buckets that
+// have two (tests, A/B runs); otherwise the grid decides.
+const char* tune_forced() {
+  const char* e = std::getenv("MLALORA_FAST_TUNE");
+  if (e != nullptr && (std::strcmp(e, "default") == 0 || std::strcmp(e, "wide") == 0)) return e;
+  return nullptr;
+}
+// Many waves: the wide variant's extra resident block hides more of each
+// block's latency than its shallower ring and lower register cap cost
+// (PERF.md, v9.1, v9.3). In graph mode the grid is shape-derived, so the
+// choice is graph-safe.
+bool wide_applies(long long blocks, long long default_wave) {
+  const char* forced = tune_forced();
+  if (forced != nullptr) return std::strcmp(forced, "wide") == 0;
+  return blocks >= MLALORA_FAST_WIDE_WAVES * default_wave;
+}
+
+template <typename T, int RMAX>
+Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cudaStream_t stream) {
+  using D = DefaultTune<RMAX>;
+  using W = typename WideTuneOf<RMAX>::type;
+  const long long wave = wave_of<D>();
+  const CallGrid g = call_grid(pq, pv, pr, wave);
+  if constexpr (!std::is_void_v<W>) {
+    if (wide_applies(g.blocks, wave)) return launch_tuned<T, W>(pq, pv, pr, call_grid(pq, pv, pr, wave_of<W>()), stream);
+  }
+  return launch_tuned<T, D>(pq, pv, pr, g, stream);
 }
 
 template <typename T>

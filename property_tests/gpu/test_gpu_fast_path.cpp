@@ -48,7 +48,7 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
   for (DType dt : {DType::bf16, DType::f16}) {
     harness::GenConfig cfg = harness::GenConfig::gpu_fast_path();
     cfg.inject_nonfinite = true;
-    int64_t fast_q = 0, fast_v = 0, rows = 0, one_head = 0, direct = 0;
+    int64_t fast_q = 0, fast_v = 0, rows = 0, one_head = 0, direct = 0, wide = 0;
     const test::CaseTally t = test::run_fused_cases(
         *impl, "cuda-fused (fast path)", cfg, dt, cases, seed, {7919, 104729},
         [&](int i, const harness::Case& c, const auto& run) {
@@ -64,7 +64,14 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
           // MLALORA_FAST_SMALL=0: every fifth case keeps them on the fast
           // kernels, so those still see such batches.
           test::ScopedEnv small_env("MLALORA_FAST_SMALL", i % 5 == 4 ? "0" : "");
+          // The rank buckets with two compiled variants (r <= 32, r <= 128):
+          // every other pair of cases forces the wide one (by default only
+          // grids of >= 2 waves take it, which generated shapes seldom reach).
+          const bool force_wide = (i / 2) % 2 == 0;
+          test::ScopedEnv tune_env("MLALORA_FAST_TUNE", force_wide ? "wide" : "");
           const optimized::FastPathLayout layout = optimized::fast_path_layout(c.problem.shape);
+          const int64_t rm = c.problem.shape.dims.r_max;
+          wide += force_wide && (rm > 64 || rm <= 32) && !layout.small_batch;
           one_head += layout.heads_per_block == 1;
           direct += layout.direct;
           fast_q += family_of(c.problem.shape, Side::q) == "fast";
@@ -74,8 +81,8 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
         });
     std::printf("  cuda-fused %-4s fast path: passed %5" PRId64 " / %d (fast kernels: q %" PRId64 ", v %" PRId64
                 "; %" PRId64 " covered rows; %" PRId64 " with one-head blocks, %" PRId64
-                " with direct tiling)  max err/bound %.3g\n",
-                dtype_name(dt), t.passed, cases, fast_q, fast_v, rows, one_head, direct, t.worst);
+                " with direct tiling, %" PRId64 " on the wide variants)  max err/bound %.3g\n",
+                dtype_name(dt), t.passed, cases, fast_q, fast_v, rows, one_head, direct, wide, t.worst);
     CHECK(t.passed == cases);
     // The generator only makes shapes the fast path takes: a silent fallback
     // to the general kernels would make this suite test the wrong kernels.
@@ -86,6 +93,7 @@ TEST_CASE("Fused fast path passes the property suite in bf16 and f16", "[gpu][fa
       CHECK(direct >= cases / 3);
       CHECK(direct <= cases - cases / 3);
     }
+    if (cases >= 100) CHECK(wide >= cases / 20);  // both variants ran
   }
 }
 
