@@ -511,8 +511,11 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
 //  r <= 128: a two-stage ring, three blocks per SM (168 registers, 88 bytes
 //            of spills); PERF.md, v9.1: 0.83-0.91x on chunked, prefill and
 //            TP=1 decode batches, 1.05-1.11x on sub-wave TP=8 decode batches;
-//  r <= 32:  a three-stage ring, five blocks per SM (v5.1's build; PERF.md,
-//            v9.3).
+//  r <= 32:  a three-stage ring, five blocks per SM at 95 registers (v5.1's
+//            build), only for r_max > 16; PERF.md, v9.3: 0.94-0.97x on
+//            the rank-32 chunked, prefill and 64-adapter decode batches,
+//            while the rank-16 batches of >= 2 waves were 1.00-1.03x in
+//            this run and 1.00-1.04x in v5.1's.
 #ifndef MLALORA_FAST_RING_STAGES_R128_WIDE
 #define MLALORA_FAST_RING_STAGES_R128_WIDE 2
 #endif
@@ -1356,9 +1359,10 @@ const char* tune_forced() {
 // block's latency than its shallower ring and lower register cap cost
 // (PERF.md, v9.1, v9.3). In graph mode the grid is shape-derived, so the
 // choice is graph-safe.
-bool wide_applies(long long blocks, long long default_wave) {
+bool wide_applies(int rmax_bucket, int r_max, long long blocks, long long default_wave) {
   const char* forced = tune_forced();
   if (forced != nullptr) return std::strcmp(forced, "wide") == 0;
+  if (rmax_bucket == 32 && r_max <= 16) return false;
   return blocks >= MLALORA_FAST_WIDE_WAVES * default_wave;
 }
 
@@ -1369,7 +1373,9 @@ Status launch_sides(const KParams* pq, const KParams* pv, const Prepared& pr, cu
   const long long wave = wave_of<D>();
   const CallGrid g = call_grid(pq, pv, pr, wave);
   if constexpr (!std::is_void_v<W>) {
-    if (wide_applies(g.blocks, wave)) return launch_tuned<T, W>(pq, pv, pr, call_grid(pq, pv, pr, wave_of<W>()), stream);
+    const int r_max = (pq != nullptr ? pq : pv)->r_max;
+    if (wide_applies(RMAX, r_max, g.blocks, wave))
+      return launch_tuned<T, W>(pq, pv, pr, call_grid(pq, pv, pr, wave_of<W>()), stream);
   }
   return launch_tuned<T, D>(pq, pv, pr, g, stream);
 }
