@@ -33,7 +33,7 @@ expect 0 "268435456" "$BIN" fma --model DeepSeek-V3 --tp 1 --ranks 16 --workload
 expect 2 "not in" "$BIN" fma --model NoSuchModel
 expect 0 "time x" "$BIN" fma --bench "$SRC/reports/bench-h200-2026-11-28.h5"
 expect 2 "not throughput-report" "$BIN" fma --bench "$TMP/v.h5"
-expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-29-s8-final.h5"
+expect 0 "self-test ok" python3 "$SRC/reports/test_targets.py" "$TMP/targets" "$SRC/reports/bench-h200-2026-11-29-s9.h5"
 # Synthetic phase traces for trace_summary.py: trace_fixture DIR NAME writes
 # DIR/NAME.csv, the header of `mlalora bench --trace-dir` and then stdin's rows.
 trace_fixture() {
