@@ -19,6 +19,7 @@ struct BenchCliOptions {
   std::string out;
   int reps = 50;
   uint64_t seed = 1;
+  std::string draw_by = "index";
   bool no_graphs = false;
   bool decoy = false;
   std::string trace_dir;
@@ -57,6 +58,9 @@ int run(const BenchCliOptions& o, const Context& ctx) {
   opt.dtype = *dt;
   opt.repetitions = o.reps;
   opt.seed = o.seed;
+  if (o.draw_by == "index") opt.draw_by = DrawBy::index;
+  else if (o.draw_by == "name") opt.draw_by = DrawBy::name;
+  else return fail(2, "--draw-by: '" + o.draw_by + "' is not index or name");
   opt.graphs = !o.no_graphs;
   opt.decoy = o.decoy;
   opt.trace_dir = o.trace_dir;
@@ -99,6 +103,10 @@ Action add_bench(CLI::App& app, Context& ctx) {
   sub->add_option("--out", o->out, "HDF5 throughput report to write");
   sub->add_option("--reps", o->reps, "Timed repetitions per (shape, implementation, mode)")->check(CLI::Range(1, 100000))->capture_default_str();
   sub->add_option("--seed", o->seed, "Seed of the routing and tensor values")->capture_default_str();
+  sub->add_option("--draw-by", o->draw_by,
+                  "index: shape i of the suite is drawn from seed + i (reports so far); name: from seed + a hash "
+                  "of the shape's name, the same routing in every suite")
+      ->capture_default_str();
   sub->add_flag("--no-graphs", o->no_graphs, "Do not time the CUDA-graph mode");
   sub->add_flag("--decoy", o->decoy,
                 "SGMM paths: after each L2 flush, run the call once on a second copy of the inputs before the "

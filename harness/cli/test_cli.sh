@@ -67,6 +67,7 @@ expect 1 "no .csv traces" python3 "$SRC/scripts/trace_summary.py" "$TMP"
 expect 3 "no MLALORA_FAST_TRACE" "$BIN" bench --suite smoke --trace-dir "$TMP/tr" --out "$TMP/b.h5"
 expect 2 "TOKENS:ADAPTERS" "$BIN" fma --workload 12
 expect 2 "is not key=value" "$BIN" bench --suite "$SRC/harness/cli/test_cli.sh" --out "$TMP/b.h5"
+expect 2 "--draw-by: 'suite' is not index or name" "$BIN" bench --suite smoke --out "$TMP/b.h5" --draw-by suite
 # Every committed shape suite parses and names at least one shape of a known model.
 for suite in "$SRC"/datasets/suites/*.txt; do
   expect 0 "^[A-Za-z0-9-]+/tp[0-9]+/r[0-9]+/" "$BIN" bench --suite "$suite" --models "$SRC/datasets/models.txt" --list

@@ -289,14 +289,15 @@ Status run_bench(const std::vector<BenchShape>& suite, const std::vector<ModelCo
       break;
     }
     Case c;
-    c.data_seed = opt.seed + si;
-    Status st = make_bench_problem(shape, *m, opt.dtype, opt.seed + si, &c.problem);
+    const uint64_t shape_seed = bench_shape_seed(opt.seed, shape, si, opt.draw_by);
+    c.data_seed = shape_seed;
+    Status st = make_bench_problem(shape, *m, opt.dtype, shape_seed, &c.problem);
     if (!st.ok()) {
       overall = st;
       break;
     }
     const Problem& p = c.problem;
-    Testbed tb(c, reference::RowSelection::sample(p, opt.verify_rows, opt.seed + si));
+    Testbed tb(c, reference::RowSelection::sample(p, opt.verify_rows, shape_seed));
     DeviceProblem dp;
     st = dp.init(p, tb.inputs());
     // --decoy: a second copy of the inputs in other buffers (the decoy call

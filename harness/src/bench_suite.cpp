@@ -115,6 +115,13 @@ Status load_suite(const std::string& path, std::vector<BenchShape>* out) {
   return parse_suite(ss.str(), path, out);
 }
 
+uint64_t bench_shape_seed(uint64_t base, const BenchShape& s, size_t index, DrawBy by) {
+  if (by == DrawBy::index) return base + index;
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a: the same on every platform and build, unlike std::hash
+  for (unsigned char ch : s.name()) h = (h ^ ch) * 1099511628211ULL;
+  return base + h;
+}
+
 Status make_bench_problem(const BenchShape& s, const ModelConfig& m, DType dtype, uint64_t seed, Problem* out) {
   if (m.H % s.tp != 0)
     return Status::Invalid("shape " + s.name() + ": tp=" + std::to_string(s.tp) + " does not divide H=" +

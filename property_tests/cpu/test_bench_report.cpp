@@ -98,3 +98,33 @@ TEST_CASE("bench suites: every committed suite loads against models.txt", "[repo
   }
   CHECK(files >= 10);  // the suites the README and PERF.md name
 }
+
+// A shape's routing draw: by index (base + i, the reports so far) or by name
+// (the same problem wherever the shape stands in a suite).
+TEST_CASE("bench suites: --draw-by name gives a shape the same problem in every suite", "[report]") {
+  std::vector<BenchShape> a, b;
+  REQUIRE(parse_suite("model=DeepSeek-V3 tp=1 rank=64,128 workload=decode tokens=256 adapters=8", "a", &a).ok());
+  REQUIRE(parse_suite("model=DeepSeek-V3 tp=1 rank=128 workload=decode tokens=256 adapters=8", "b", &b).ok());
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 1);
+  REQUIRE(a[1].name() == b[0].name());
+  const uint64_t base = 20261903;
+  CHECK(bench_shape_seed(base, a[1], 1, DrawBy::index) == base + 1);
+  CHECK(bench_shape_seed(base, b[0], 0, DrawBy::index) == base);
+  CHECK(bench_shape_seed(base, a[1], 1, DrawBy::name) == bench_shape_seed(base, b[0], 0, DrawBy::name));
+  CHECK(bench_shape_seed(base, a[0], 0, DrawBy::name) != bench_shape_seed(base, a[1], 1, DrawBy::name));
+  CHECK(bench_shape_seed(base + 1, b[0], 0, DrawBy::name) != bench_shape_seed(base, b[0], 0, DrawBy::name));
+  // The problems themselves: identical routing by name, different by index (a Zipf-free
+  // 8-adapter draw of 256 tokens repeats with probability 8^-256).
+  std::vector<ModelConfig> models;
+  REQUIRE(load_model_configs(std::string(MLALORA_SOURCE_DIR) + "/datasets/models.txt", &models).ok());
+  const ModelConfig* m = find_model(models, "DeepSeek-V3");
+  REQUIRE(m != nullptr);
+  Problem pa, pb, pi;
+  REQUIRE(make_bench_problem(a[1], *m, DType::bf16, bench_shape_seed(base, a[1], 1, DrawBy::name), &pa).ok());
+  REQUIRE(make_bench_problem(b[0], *m, DType::bf16, bench_shape_seed(base, b[0], 0, DrawBy::name), &pb).ok());
+  REQUIRE(make_bench_problem(b[0], *m, DType::bf16, bench_shape_seed(base, b[0], 0, DrawBy::index), &pi).ok());
+  CHECK(pa.weight_indices == pb.weight_indices);
+  CHECK(pa.seg_indptr == pb.seg_indptr);
+  CHECK(pa.weight_indices != pi.weight_indices);
+}

@@ -52,6 +52,14 @@ Status load_suite(const std::string& path, std::vector<BenchShape>* out);
 // every slot of rank `rank`, contiguous layout, routing drawn from `seed`.
 Status make_bench_problem(const BenchShape& s, const ModelConfig& m, DType dtype, uint64_t seed, Problem* out);
 
+// The seed a suite's shape is drawn from: by its index in the suite
+// (base + index: the default, what every committed report used) or by its
+// name (base + a stable 64-bit hash of name(): the same shape gets the same
+// routing in every suite, so times compare across suites; decode times
+// depend on the draw, optimized/PERF.md "A trap in comparing runs").
+enum class DrawBy { index, name };
+uint64_t bench_shape_seed(uint64_t base, const BenchShape& s, size_t index, DrawBy by);
+
 // Minimal traffic of one call doing both sides: each input read once, each
 // output read and written once (covered rows only), A and B of each used slot once.
 int64_t minimal_bytes(const Problem& p);
@@ -77,6 +85,7 @@ struct BenchOptions {
   std::string trace_dir;
   int64_t verify_rows = 24;    // covered rows judged against the reference per shape
   uint64_t seed = 1;
+  DrawBy draw_by = DrawBy::index;
   bool progress = true;
   // Called after each shape with everything measured so far (the CLI writes
   // the report then, so a run cut short still leaves its rows on disk).
