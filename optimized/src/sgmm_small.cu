@@ -177,7 +177,11 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s, void* scratch) {
   // of segment data, every slot's rank and scale (L <= kThreads), the live count.
   const int t = tid < p.S ? physical_row(p, tid) : -1;
   int b0 = 0, e0 = 0, w0 = 0;
-  if (tid < p.capacity) b0 = __ldg(p.seg_indptr + tid), e0 = __ldg(p.seg_indptr + tid + 1), w0 = __ldg(p.weight_indices + tid);
+  if (tid < p.capacity) {
+    b0 = __ldg(p.seg_indptr + tid);
+    e0 = __ldg(p.seg_indptr + tid + 1);
+    w0 = __ldg(p.weight_indices + tid);
+  }
   const SlotEntry own = table.load(p);
   const int n = live_segments(p);
   if (tid < p.S) s.key[tid] = ~0ULL;
@@ -186,7 +190,11 @@ __device__ void resolve_rows(const KParams& p, RowsSmem& s, void* scratch) {
   MLALORA_SMALL_LOOP
   for (int g = tid; g < p.capacity; g += kThreads) {
     int b = b0, e = e0, w = w0;
-    if (g != tid) b = __ldg(p.seg_indptr + g), e = __ldg(p.seg_indptr + g + 1), w = __ldg(p.weight_indices + g);
+    if (g != tid) {
+      b = __ldg(p.seg_indptr + g);
+      e = __ldg(p.seg_indptr + g + 1);
+      w = __ldg(p.weight_indices + g);
+    }
     if (g < n && b >= 0 && e > b && e <= p.S && e - b <= p.max_seg_len && w >= 0 && w < p.L) {
       const int r = table.get(p, w).rank;
       if (r >= 1 && r <= p.r_max)
@@ -538,7 +546,7 @@ SmallGeometry geometry(const ProblemShape& shape) {
       const int kind = s == 0 ? (r == 0 ? kQ1 : kV1) : (r == 0 ? kQ2 : kV2);
       g.smem[s] = std::max(g.smem[s], layout_role(m, kind, g.role[s][r].nc, g.role[s][r].hg, &tmp));
     }
-  for (int s = 0; s < 2; ++s) g.smem[s] = std::max<int>(g.smem[s], sizeof(SlotTable<kThreads>));  // resolve_rows' scratch
+  for (int s = 0; s < 2; ++s) g.smem[s] = std::max<int>(g.smem[s], sizeof(SlotTable<kThreads>));  // resolve_rows
   return g;
 }
 
