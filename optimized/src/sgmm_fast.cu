@@ -484,8 +484,10 @@ __device__ __forceinline__ bool tile_ctx(const KParams& p, const Geom& geo, cons
 // Ring depth and the blocks per SM the q+v kernel is compiled for (its
 // register cap: 65536 / (128 * blocks)), per rank bucket. Compile-time
 // defines so that a variant is a separate build, A/B'd against this one on
-// the same machine (scripts/bench_variants.sh EXE=...): a runtime knob would
-// compile both into one binary and measure neither (PERF.md, v4.2).
+// the same machine (scripts/variant_build.sh, scripts/bench_variants.sh
+// EXE=...): a runtime branch inside one kernel would change the code of
+// both paths and measure neither (PERF.md, v4.2). The wide variants below
+// are separate instantiations of the kernels, each compiled as itself.
 #ifndef MLALORA_FAST_RING_STAGES_R32
 #define MLALORA_FAST_RING_STAGES_R32 4
 #endif
