@@ -75,7 +75,8 @@ if step racecheck; then
              "rc-tiles|120||[tiles]" \
              "rc-graph-a|300|odd dims,model dims,decode|CUDA graph: one capture*" \
              "rc-graph-b|300|large rank|CUDA graph: one capture*" \
-             "rc-graph-c|240|prefill,many slots|CUDA graph: one capture*"; do
+             "rc-graph-c|240|prefill,many slots|CUDA graph: one capture*" \
+             "rc-graph-d|240|small batch,small batch 200 slots,one token|CUDA graph: one capture*"; do
     IFS='|' read -r name cap configs filter <<<"$sel"
     mkdir -p "$OUT/$name"
     run "$name" $((cap + 30)) env MLALORA_GPU_CASES=4 MLALORA_GARBAGE_TRIALS=2 MLALORA_GRAPH_CONFIGS="$configs" \
@@ -102,7 +103,7 @@ step verify && { echo "== verify"; tail -6 "$OUT/verify.log"; }
 step memcheck && { echo "== memcheck"; tail -3 "$OUT/memcheck.log"; }
 step sanitizer && { echo "== sanitizer"; tail -5 "$OUT/sanitizer.log"; }
 step fastsan && { echo "== fast-path sanitizers"; cat "$OUT/fastsan.log"; grep -h -E "SUMMARY|test cases" "$OUT"/fastsan/*.log; }
-step racecheck && { echo "== racecheck (split)"; for d in rc-suites rc-tiles rc-graph-a rc-graph-b rc-graph-c; do echo "$d: $(tail -1 "$OUT/$d.log")"; done; }
+step racecheck && { echo "== racecheck (split)"; for d in rc-suites rc-tiles rc-graph-a rc-graph-b rc-graph-c rc-graph-d; do echo "$d: $(tail -1 "$OUT/$d.log")"; done; }
 step bench && { echo "== bench"; grep -A80 "^copy bandwidth .* fraction" "$OUT/bench.log" | grep -v " stream " | cut -c1-118; }
 for k in "${!rc[@]}"; do echo "$k rc=${rc[$k]}"; done
 # At most 8 files come back from the device: pack the logs into one archive.
